@@ -1,0 +1,102 @@
+"""CPU backend: a lowered ``Program`` -> one LLVM module with one entry point.
+
+The module holds every kernel (internal functions, inlined by O3 where it
+pays), the weights as private constants, a static arena for intermediates and
+two exported symbols:
+
+``int32_t needlec_run(void **inputs, void **outputs)``
+    runs the graph on caller-owned, contiguous input and output buffers;
+    returns 0 on success.
+``const char *needlec_signature(void)``
+    a JSON description of inputs and outputs (name, shape, dtype) used by the
+    loaders to validate every call before it reaches native code.
+"""
+from __future__ import annotations
+
+import json
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+import numpy as np
+
+from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter
+from needlec.compiler.codegen.target import optimize
+from needlec.compiler.loops.ir import Program
+from needlec.errors import CodegenError
+
+ENTRY = "needlec_run"
+SIGNATURE = "needlec_signature"
+ALIGN = 64
+
+
+def signature_json(program: Program) -> str:
+    """The JSON text ``needlec_signature`` returns."""
+    def entries(items: list) -> list[dict]:
+        return [{"name": n, "shape": list(s), "dtype": d.np.name} for n, s, d in items]
+
+    return json.dumps({"name": program.name, "inputs": entries(program.inputs),
+                       "outputs": entries(program.outputs)})
+
+
+def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool) -> ir.GlobalVariable:
+    ty = ir.ArrayType(I8, max(len(data), 1))
+    var = ir.GlobalVariable(module, ty, name=name)
+    var.initializer = ir.Constant(ty, bytearray(data or b"\0"))
+    var.global_constant = constant
+    var.linkage = "private"
+    var.align = ALIGN
+    return var
+
+
+def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir.Module:
+    """Render ``program`` as an LLVM IR module for the host."""
+    module = ir.Module(name=program.name)
+    module.triple = triple
+    module.data_layout = data_layout
+
+    pointers: dict[str, ir.Value] = {}
+    for name, data in program.constants.items():
+        pointers[name] = _byte_global(module, f"const.{name}", np.ascontiguousarray(data).tobytes(), True)
+    arena = None
+    if program.arena_size:
+        ty = ir.ArrayType(I8, program.arena_size)
+        arena = ir.GlobalVariable(module, ty, name="needlec.arena")
+        arena.initializer = ir.Constant(ty, None)
+        arena.linkage = "internal"
+        arena.align = ALIGN
+
+    kernels = [KernelEmitter(module, k).emit() for k in program.kernels]
+
+    entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=ENTRY)
+    inputs, outputs = entry.args
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    for name, where in program.storage.items():
+        if where.kind in ("input", "output"):
+            table = inputs if where.kind == "input" else outputs
+            slot = b.gep(table, [ir.Constant(I64, where.slot)], inbounds=True, source_etype=PTR)
+            pointers[name] = b.load(slot, typ=PTR, name=name)
+        elif where.kind == "arena":
+            assert arena is not None
+            pointers[name] = b.gep(arena, [ir.Constant(I64, 0), ir.Constant(I64, where.offset)],
+                                   inbounds=True, name=name)
+    for kernel, fn in zip(program.kernels, kernels):
+        b.call(fn, [pointers[buf.name] for buf in kernel.buffers])
+    b.ret(ir.Constant(I32, 0))
+
+    text = signature_json(program).encode() + b"\0"
+    sig = _byte_global(module, "signature.text", text, True)
+    getter = ir.Function(module, ir.FunctionType(PTR, []), name=SIGNATURE)
+    ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
+    return module
+
+
+def compile_module(program: Program, target_machine: "llvm.TargetMachine") -> "llvm.ModuleRef":
+    """Render, parse, verify and O3-optimise ``program`` for ``target_machine``."""
+    module = emit_module(program, target_machine.triple, str(target_machine.target_data))
+    try:
+        ref = llvm.parse_assembly(str(module))
+        ref.verify()
+    except RuntimeError as exc:
+        raise CodegenError(f"LLVM rejected the module for {program.name}: {exc}") from None
+    optimize(ref, target_machine)
+    return ref

@@ -1,0 +1,224 @@
+"""The graph IR: SSA values, nodes in topological order, inputs, outputs, constants.
+
+A small torch.fx-like API::
+
+    g = Graph("mlp")
+    x = g.add_input("x", TensorType((4, 8), DType.F32))
+    w = g.add_constant(np.ones((8, 3), np.float32), "w")
+    (y,) = g.add_node("matmul", [x, w]).outputs
+    g.set_outputs([y])
+
+``add_node`` looks the op up in the registry, normalises its attributes
+against the op's schema and infers the output types, so a graph built through
+this API is well typed by construction. Passes that rewrite graphs use
+``replace_all_uses``, ``remove_nodes`` and ``insert_node``.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.types import TensorType
+from needlec.errors import IRError
+
+
+class Value:
+    """An SSA value: a graph input, a constant (``data`` set) or a node output."""
+
+    __slots__ = ("name", "type", "producer", "data")
+
+    def __init__(self, name: str, type: TensorType, producer: "Node | None" = None,
+                 data: np.ndarray | None = None) -> None:
+        self.name = name
+        self.type = type
+        self.producer = producer
+        self.data = data
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self.type.dtype
+
+    def __repr__(self) -> str:
+        return f"%{self.name}: {self.type}"
+
+
+@dataclass(eq=False)
+class Node:
+    """One op application. ``origin`` names the forward node a derived node came from."""
+
+    op: str
+    inputs: list[Value]
+    attrs: dict[str, Any]
+    outputs: list[Value] = field(default_factory=list)
+    origin: str | None = None
+
+    @property
+    def name(self) -> str:
+        """A node is named after its first output."""
+        return self.outputs[0].name if self.outputs else f"<{self.op}>"
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"%{v.name}" for v in self.inputs)
+        outs = ", ".join(f"%{v.name}" for v in self.outputs)
+        return f"{outs} = {self.op}({ins})"
+
+
+class Graph:
+    """A function from input tensors to output tensors.
+
+    ``nodes`` is kept in topological order; constants hold weights as NumPy
+    arrays and are not produced by any node.
+    """
+
+    def __init__(self, name: str = "main") -> None:
+        self.name = name
+        self.inputs: list[Value] = []
+        self.constants: list[Value] = []
+        self.nodes: list[Node] = []
+        self.outputs: list[Value] = []
+        self._names: set[str] = set()
+        self._counter = itertools.count()
+
+    # -- naming -------------------------------------------------------------
+    def fresh_name(self, hint: str = "") -> str:
+        """A value name not yet used in this graph (``hint`` if it is free)."""
+        if hint and hint not in self._names:
+            return hint
+        while True:
+            name = f"{hint}{next(self._counter)}" if hint else str(next(self._counter))
+            if name not in self._names:
+                return name
+
+    def _claim(self, name: str) -> str:
+        if name in self._names:
+            raise IRError(f"value name %{name} is defined twice")
+        self._names.add(name)
+        return name
+
+    # -- building -------------------------------------------------------------
+    def add_input(self, name: str, type: TensorType) -> Value:
+        """Append a graph input (always contiguous)."""
+        value = Value(self._claim(self.fresh_name(name)), type.contiguous())
+        self.inputs.append(value)
+        return value
+
+    def add_constant(self, data: np.ndarray, name: str = "c") -> Value:
+        """Add a constant (weight) holding a private contiguous copy of ``data``."""
+        array = np.ascontiguousarray(np.array(data))
+        dtype = DType.from_numpy(array.dtype)
+        value = Value(self._claim(self.fresh_name(name)), TensorType(array.shape, dtype), data=array)
+        self.constants.append(value)
+        return value
+
+    def make_node(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
+                  names: Sequence[str] | None = None, origin: str | None = None) -> Node:
+        """Build a typed node without inserting it (see ``append`` / ``insert_node``)."""
+        from needlec.compiler.ops.registry import get_op
+
+        opdef = get_op(op)
+        norm = opdef.normalize_attrs(attrs or {}, where=f"{op} node")
+        out_types = opdef.infer_types([v.type for v in inputs], norm)
+        node = Node(op, list(inputs), norm, origin=origin)
+        for i, t in enumerate(out_types):
+            hint = names[i] if names and i < len(names) else ""
+            node.outputs.append(Value(self._claim(self.fresh_name(hint)), t, producer=node))
+        return node
+
+    def add_node(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
+                 names: Sequence[str] | None = None, origin: str | None = None) -> Node:
+        """Build a node and append it at the end of the graph."""
+        node = self.make_node(op, inputs, attrs, names, origin)
+        self.nodes.append(node)
+        return node
+
+    def add(self, op: str, *inputs: Value, **attrs: Any) -> Value:
+        """Shorthand for a single-output node: ``g.add("add", a, b)``."""
+        return self.add_node(op, list(inputs), attrs).outputs[0]
+
+    def insert_node(self, index: int, op: str, inputs: Sequence[Value],
+                    attrs: dict[str, Any] | None = None, origin: str | None = None) -> Node:
+        """Build a node and insert it at position ``index`` of ``nodes``."""
+        node = self.make_node(op, inputs, attrs, origin=origin)
+        self.nodes.insert(index, node)
+        return node
+
+    def set_outputs(self, values: Iterable[Value]) -> None:
+        self.outputs = list(values)
+
+    # -- rewriting -----------------------------------------------------------
+    def replace_all_uses(self, old: Value, new: Value) -> None:
+        """Make every node input and graph output that reads ``old`` read ``new``."""
+        for node in self.nodes:
+            node.inputs = [new if v is old else v for v in node.inputs]
+        self.outputs = [new if v is old else v for v in self.outputs]
+
+    def remove_nodes(self, dead: Iterable[Node]) -> None:
+        dead_ids = {id(n) for n in dead}
+        for node in self.nodes:
+            if id(node) in dead_ids:
+                for v in node.outputs:
+                    self._names.discard(v.name)
+        self.nodes = [n for n in self.nodes if id(n) not in dead_ids]
+
+    def remove_constants(self, dead: Iterable[Value]) -> None:
+        dead_ids = {id(v) for v in dead}
+        for v in self.constants:
+            if id(v) in dead_ids:
+                self._names.discard(v.name)
+        self.constants = [v for v in self.constants if id(v) not in dead_ids]
+
+    # -- queries --------------------------------------------------------------
+    def users(self) -> dict[int, list[Node]]:
+        """Map ``id(value)`` to the nodes that read it (in graph order)."""
+        result: dict[int, list[Node]] = {}
+        for node in self.nodes:
+            for v in node.inputs:
+                result.setdefault(id(v), []).append(node)
+        return result
+
+    def values(self) -> Iterable[Value]:
+        """Every value: inputs, constants, then node outputs in order."""
+        yield from self.inputs
+        yield from self.constants
+        for node in self.nodes:
+            yield from node.outputs
+
+    def __str__(self) -> str:
+        from needlec.compiler.ir.printer import print_graph
+
+        return print_graph(self)
+
+    def copy(self) -> "Graph":
+        """A structural deep copy (constant arrays are shared, they are never mutated)."""
+        clone = Graph(self.name)
+        mapping: dict[int, Value] = {}
+        for v in self.inputs:
+            mapping[id(v)] = clone._adopt(Value(v.name, v.type))
+            clone.inputs.append(mapping[id(v)])
+        for v in self.constants:
+            mapping[id(v)] = clone._adopt(Value(v.name, v.type, data=v.data))
+            clone.constants.append(mapping[id(v)])
+        for node in self.nodes:
+            new = Node(node.op, [mapping[id(v)] for v in node.inputs], dict(node.attrs), origin=node.origin)
+            for v in node.outputs:
+                mapping[id(v)] = clone._adopt(Value(v.name, v.type, producer=new))
+                new.outputs.append(mapping[id(v)])
+            clone.nodes.append(new)
+        clone.outputs = [mapping[id(v)] for v in self.outputs]
+        return clone
+
+    def _adopt(self, value: Value) -> Value:
+        self._claim(value.name)
+        return value

@@ -1,0 +1,70 @@
+"""Shape rules and lowerings shared by several ops (broadcasting, elementwise nests)."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.types import TensorType
+from needlec.compiler.loops.builder import KernelBuilder, Operand, cast
+from needlec.compiler.loops.ir import Expr, Stmt
+from needlec.compiler.ops.registry import check
+
+
+def broadcast_shapes(op: str, *shapes: Sequence[int]) -> tuple[int, ...]:
+    """NumPy broadcasting of ``shapes``; ShapeError naming ``op`` if incompatible."""
+    rank = max((len(s) for s in shapes), default=0)
+    result: list[int] = []
+    for axis in range(rank):
+        dims = {s[len(s) - rank + axis] for s in shapes if len(s) - rank + axis >= 0}
+        dims.discard(1)
+        check(len(dims) <= 1, f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} "
+                              f"do not broadcast (axis {axis - rank})")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
+
+
+def check_dtypes(op: str, types: Sequence[TensorType], allowed: frozenset[DType], same: bool = True) -> DType:
+    """Check every input's dtype is in ``allowed`` (and equal, if ``same``); return the first."""
+    for i, t in enumerate(types):
+        check(t.dtype in allowed, f"{op}: input {i} has dtype {t.dtype.value}, expected one of "
+                                  f"{', '.join(sorted(d.value for d in allowed))}")
+    if same and types:
+        found = {t.dtype for t in types}
+        check(len(found) == 1, f"{op}: inputs must share one dtype, found "
+                               f"{', '.join(t.dtype.value for t in types)}")
+    return types[0].dtype
+
+
+def normalize_axis(op: str, axis: int, rank: int) -> int:
+    """``axis`` in ``[-rank, rank)`` mapped to ``[0, rank)``."""
+    check(-rank <= axis < rank, f"{op}: axis {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def compute_dtype(dtype: DType) -> DType:
+    """The type arithmetic is done in: f16 computes in f32 (as NumPy does)."""
+    return DType.F32 if dtype is DType.F16 else dtype
+
+
+ScalarFn = Callable[[Sequence[Expr]], Expr]
+
+
+def lower_elementwise(fn: ScalarFn, promote: bool = True) -> Callable:
+    """A lowering: one nest over the output shape computing ``fn`` of broadcast loads.
+
+    With ``promote``, f16 operands are widened to f32 before ``fn`` (NumPy's
+    behaviour) and the store narrows the result back.
+    """
+
+    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand], attrs: dict) -> list[Stmt]:
+        (out,) = outs
+
+        def body(idx: list) -> list[Stmt]:
+            args = [x.load_broadcast(idx, out.shape) for x in ins]
+            if promote:
+                args = [cast(a, compute_dtype(a.dtype)) for a in args]
+            return [out.store(idx, fn(args))]
+
+        return kb.loop_nest(out.shape, body)
+
+    return lower

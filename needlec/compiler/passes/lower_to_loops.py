@@ -1,0 +1,63 @@
+"""Pass ``lower_to_loops``: graph -> loop-IR ``Program``.
+
+Every value gets a storage: graph inputs and outputs are caller-owned slots,
+constants are module globals, other node outputs are arena buffers (placed
+later by ``plan_memory``), and view outputs alias the buffer of their source.
+Each non-view node becomes one kernel whose body is its op's lowering.
+Requires ``materialize_outputs`` to have run (outputs are fresh, contiguous
+buffers).
+"""
+from __future__ import annotations
+
+from needlec.compiler.ir.graph import Graph, Value
+from needlec.compiler.loops.builder import KernelBuilder, Operand
+from needlec.compiler.loops.ir import Buffer, Kernel, Program, Storage
+from needlec.compiler.ops.registry import get_op
+from needlec.errors import CodegenError
+
+
+def _buffer_name(value: Value) -> str:
+    return value.name.replace(".", "_")
+
+
+def lower_to_loops(graph: Graph) -> Program:
+    """Lower every node of ``graph`` to a kernel over flat buffers."""
+    buffers: dict[str, Buffer] = {}
+    storage: dict[str, Storage] = {}
+    constants: dict[str, object] = {}
+    base: dict[int, Buffer] = {}
+
+    def new_buffer(value: Value, where: Storage, size: int) -> Buffer:
+        buf = Buffer(_buffer_name(value), value.dtype, size)
+        buffers[buf.name] = buf
+        storage[buf.name] = where
+        base[id(value)] = buf
+        return buf
+
+    for slot, value in enumerate(graph.inputs):
+        new_buffer(value, Storage("input", slot), value.type.size)
+    for value in graph.constants:
+        buf = new_buffer(value, Storage("constant"), value.type.size)
+        constants[buf.name] = value.data
+    output_slots = {id(v): slot for slot, v in enumerate(graph.outputs)}
+
+    kernels: list[Kernel] = []
+    for node in graph.nodes:
+        opdef = get_op(node.op)
+        if opdef.is_view:
+            base[id(node.outputs[0])] = base[id(node.inputs[0])]
+            continue
+        for value in node.outputs:
+            slot = output_slots.get(id(value))
+            new_buffer(value, Storage("output", slot) if slot is not None else Storage("arena"), value.type.size)
+        if opdef.lower is None:
+            raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
+        ins = [Operand(base[id(v)], v.type) for v in node.inputs]
+        outs = [Operand(base[id(v)], v.type) for v in node.outputs]
+        body = opdef.lower(KernelBuilder(), ins, outs, node.attrs)
+        used = list(dict.fromkeys(o.buffer for o in [*ins, *outs]))
+        kernels.append(Kernel(f"k{len(kernels)}_{node.op}", tuple(used), tuple(body), origin=node.name))
+
+    return Program(graph.name, kernels, buffers, storage, constants,
+                   [(v.name, v.shape, v.dtype) for v in graph.inputs],
+                   [(v.name, v.shape, v.dtype) for v in graph.outputs])

@@ -1,0 +1,25 @@
+"""Pass ``materialize_outputs``: every graph output becomes its own contiguous buffer.
+
+Why: the caller owns the output buffers, so an output may not be a graph
+input, a constant, a view into another buffer, or the same value as another
+output. Such outputs get a ``copy`` node.
+"""
+from __future__ import annotations
+
+from needlec.compiler.ir.graph import Graph
+from needlec.compiler.ops.registry import get_op
+
+
+def materialize_outputs(graph: Graph) -> Graph:
+    """Insert ``copy`` nodes so each output is computed into a fresh buffer."""
+    seen: set[int] = set()
+    outputs = []
+    for value in graph.outputs:
+        producer = value.producer
+        needs_copy = (producer is None or get_op(producer.op).is_view or id(value) in seen)
+        if needs_copy:
+            value = graph.add("copy", value)
+        seen.add(id(value))
+        outputs.append(value)
+    graph.set_outputs(outputs)
+    return graph
