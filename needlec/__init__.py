@@ -1,0 +1,13 @@
+"""needlec: a compiler from traced models and ONNX graphs to native code.
+
+Public surface: ``trace``, ``compile``, ``load``, ``Graph``, ``nn``, ``ops``
+and the ``NeedlecError`` hierarchy (see docs/ARCHITECTURE.md).
+"""
+from needlec.api import Compiled, compile, load
+from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.graph import Graph
+from needlec.compiler.ir.types import TensorType
+from needlec.errors import NeedlecError
+
+__all__ = ["Compiled", "compile", "load", "DType", "Graph", "TensorType", "NeedlecError"]
+__version__ = "0.1.0"

@@ -69,4 +69,4 @@ class Signature:
         if tuple(array.shape) != spec.shape:
             raise RuntimeInputError(f"{self.name}: input {spec.name!r} expected shape {spec.shape}, "
                                     f"found {tuple(array.shape)}")
-        return np.ascontiguousarray(array)
+        return np.asarray(array, order="C")

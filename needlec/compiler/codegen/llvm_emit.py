@@ -247,6 +247,9 @@ class KernelEmitter:
             return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
         if src is DType.BOOL:
             return b.uitofp(x, to) if dst.is_float else b.zext(x, to)
+        if src is DType.F64 and dst is DType.F16:  # via f32: x86 has no f64->f16 instruction, and
+            x = b.fptrunc(x, ir.FloatType())     # the libcall is not resolvable in-process
+            src = DType.F32
         if src.is_float and dst.is_float:
             return b.fpext(x, to) if src.itemsize < dst.itemsize else b.fptrunc(x, to)
         if src.is_float:

@@ -6,14 +6,14 @@ does not have (SIGILL), so the feature string always comes along.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import llvmlite.binding as llvm
 
 
-@lru_cache(maxsize=None)
 def host_target_machine(pic: bool = True) -> llvm.TargetMachine:
-    """A target machine for this host at O3 (position-independent by default)."""
+    """A new target machine for this host at O3 (position-independent by default).
+
+    Not cached: an MCJIT engine takes ownership of the target machine it is given.
+    """
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_default_triple()

@@ -116,7 +116,7 @@ class Graph:
 
     def add_constant(self, data: np.ndarray, name: str = "c") -> Value:
         """Add a constant (weight) holding a private contiguous copy of ``data``."""
-        array = np.ascontiguousarray(np.array(data))
+        array = np.array(data, order="C")
         dtype = DType.from_numpy(array.dtype)
         value = Value(self._claim(self.fresh_name(name)), TensorType(array.shape, dtype), data=array)
         self.constants.append(value)
@@ -178,6 +178,15 @@ class Graph:
             if id(v) in dead_ids:
                 self._names.discard(v.name)
         self.constants = [v for v in self.constants if id(v) not in dead_ids]
+
+    def refresh_types(self) -> None:
+        """Re-run every node's shape rule in order (after a rewrite changed an input's layout)."""
+        from needlec.compiler.ops.registry import get_op
+
+        for node in self.nodes:
+            types = get_op(node.op).infer_types([v.type for v in node.inputs], node.attrs)
+            for value, t in zip(node.outputs, types):
+                value.type = t
 
     # -- queries --------------------------------------------------------------
     def users(self) -> dict[int, list[Node]]:

@@ -99,6 +99,6 @@ register(OpDef("broadcast_to", 1, _broadcast_infer, lambda a, at: [np.broadcast_
 register(OpDef("slice", 1, _slice_infer, _slice_reference, None,
                attrs={"starts": INTS, "stops": INTS, "steps": INTS, "axes": INTS}, is_view=True,
                doc="x[start:stop:step] on the given axes (Python semantics, negative steps allowed)"))
-register(OpDef("copy", 1, _copy_infer, lambda a, at: [np.ascontiguousarray(a[0])],
+register(OpDef("copy", 1, _copy_infer, lambda a, at: [np.array(a[0], order="C")],
                lower_elementwise(lambda args: args[0], promote=False),
                doc="materialise any layout as a contiguous buffer"))

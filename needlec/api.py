@@ -1,0 +1,81 @@
+"""The public entry points: ``compile`` and ``load``.
+
+``compile`` accepts a ``Graph``, a Python callable or ``nn.Module`` (traced
+with ``example_inputs``), and returns a ``Compiled``: call it with NumPy
+arrays, ``.export(path)`` it as a shared library, read its IR.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from needlec.compiler.codegen.cpu import emit_module
+from needlec.compiler.ir.graph import Graph
+from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
+from needlec.errors import NeedlecError
+from needlec.runtime.jit import jit_compile
+from needlec.runtime.library import export_shared
+from needlec.runtime.library import load as load_library
+from needlec.runtime.native import NativeModel
+
+TARGETS = ("cpu",)
+
+
+class Compiled:
+    """A compiled graph: callable on NumPy arrays, exportable as a shared library."""
+
+    def __init__(self, result: PipelineResult, native: NativeModel) -> None:
+        self.graph = result.graph
+        self.program = result.program
+        self.timings = result.timings
+        self._native = native
+
+    @property
+    def signature(self):  # type: ignore[no-untyped-def]
+        return self._native.signature
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._native(*args, **kwargs)
+
+    def export(self, path: str) -> str:
+        """Write a self-contained shared library (weights inside) to ``path``."""
+        export_shared(self.program, path)
+        return path
+
+    def llvm_ir(self) -> str:
+        """The unoptimised LLVM IR text of the whole module."""
+        return str(emit_module(self.program))
+
+    def __repr__(self) -> str:
+        return repr(self._native).replace("NativeModel", "Compiled", 1)
+
+
+def to_graph(model: Any, example_inputs: Sequence[Any] | None = None) -> Graph:
+    """A graph from a ``Graph`` or a traceable callable/Module plus example inputs."""
+    if isinstance(model, Graph):
+        return model
+    if callable(model):
+        if example_inputs is None:
+            raise NeedlecError("compiling a Python function or Module needs example_inputs")
+        from needlec.frontend.trace import trace
+
+        return trace(model, *[np.asarray(x) for x in example_inputs])
+    raise NeedlecError(f"cannot compile a {type(model).__name__}: expected a Graph, a function or an nn.Module")
+
+
+def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu",
+            **options: Any) -> Compiled:
+    """Compile ``model`` for ``target``; ``options`` are ``PipelineOptions`` fields."""
+    if target not in TARGETS:
+        raise NeedlecError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if "print_after" in options:
+        names = options["print_after"]
+        options["print_after"] = frozenset([names] if isinstance(names, str) else names)
+    result = Pipeline(PipelineOptions(**options)).run(to_graph(model, example_inputs))
+    return Compiled(result, jit_compile(result.program))
+
+
+def load(path: str) -> NativeModel:
+    """Load a shared library written by ``Compiled.export`` or ``needlec compile``."""
+    return load_library(path)

@@ -1,0 +1,62 @@
+"""The structural verifier: runs between passes and names what is broken where.
+
+Checks: unique value names; every input defined before use; producer links;
+constants' data matching their types; each node's op known, attributes
+normalised against the schema, and recorded output types equal to what the
+op's shape rule infers.
+"""
+from __future__ import annotations
+
+from needlec.compiler.ir.graph import Graph
+from needlec.compiler.ops.registry import get_op
+from needlec.errors import NeedlecError, VerificationError
+
+
+def verify_graph(graph: Graph) -> None:
+    """Raise ``VerificationError`` naming the first broken invariant of ``graph``."""
+    defined: set[int] = set()
+    names: set[str] = set()
+
+    def define(value_name: str, key: int, where: str) -> None:
+        if value_name in names:
+            raise VerificationError(f"{where}: value %{value_name} is defined twice")
+        names.add(value_name)
+        defined.add(key)
+
+    for v in graph.inputs:
+        if v.producer is not None or v.data is not None:
+            raise VerificationError(f"graph input %{v.name} has a producer or data")
+        define(v.name, id(v), f"graph input %{v.name}")
+    for v in graph.constants:
+        if v.data is None:
+            raise VerificationError(f"constant %{v.name} has no data")
+        if v.data.dtype != v.type.dtype.np or tuple(v.data.shape) != v.type.shape or not v.type.is_contiguous:
+            raise VerificationError(f"constant %{v.name}: type {v.type} does not match its data "
+                                    f"{v.data.dtype.name}{list(v.data.shape)}")
+        define(v.name, id(v), f"constant %{v.name}")
+    for position, node in enumerate(graph.nodes):
+        where = f"node #{position} %{node.name} ({node.op})"
+        for i, v in enumerate(node.inputs):
+            if id(v) not in defined:
+                raise VerificationError(f"{where}: input {i} %{v.name} is used before it is defined "
+                                        "(or is not in this graph)")
+        try:
+            opdef = get_op(node.op)
+            if opdef.normalize_attrs(node.attrs, where) != node.attrs:
+                raise VerificationError(f"{where}: attributes {node.attrs} are not normalised")
+            expected = opdef.infer_types([v.type for v in node.inputs], node.attrs)
+        except VerificationError:
+            raise
+        except NeedlecError as exc:
+            raise VerificationError(f"{where}: {exc}") from None
+        if len(expected) != len(node.outputs):
+            raise VerificationError(f"{where}: expected {len(expected)} output(s), found {len(node.outputs)}")
+        for i, (v, t) in enumerate(zip(node.outputs, expected)):
+            if v.producer is not node:
+                raise VerificationError(f"{where}: output {i} %{v.name} does not point back to its node")
+            if v.type != t:
+                raise VerificationError(f"{where}: output {i} %{v.name} has type {v.type}, expected {t}")
+            define(v.name, id(v), where)
+    for i, v in enumerate(graph.outputs):
+        if id(v) not in defined:
+            raise VerificationError(f"graph output {i} %{v.name} is not defined in the graph")

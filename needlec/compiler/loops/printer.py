@@ -1,0 +1,3 @@
+"""PLACEHOLDER - being written."""
+def print_program(program):
+    return repr(program)

@@ -1,0 +1,95 @@
+"""Pass ``canonicalize``: algebraic identities and view simplification, as a rule table.
+
+Each ``Pattern`` row names the op it matches and why the rewrite pays off.
+Decompositions of composite ops into primitives also live in this table.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from needlec.compiler.ir.graph import Graph, Node, Value
+from needlec.compiler.ops.registry import get_op
+from needlec.compiler.passes.rewrite import Pattern, Rewriter, apply_patterns
+
+
+def _is_splat(value: Value, scalar: float) -> bool:
+    return value.data is not None and value.data.size > 0 and bool(np.all(value.data == scalar))
+
+
+def _identity_operand(identity: float, commutative: bool):  # type: ignore[no-untyped-def]
+    """x op c -> x when c is all ``identity`` and does not change x's shape."""
+
+    def rule(rw: Rewriter, node: Node) -> Value | None:
+        pairs = [(0, 1), (1, 0)] if commutative else [(0, 1)]
+        for keep, drop in pairs:
+            x, c = node.inputs[keep], node.inputs[drop]
+            if _is_splat(c, identity) and x.shape == node.outputs[0].shape:
+                return x
+        return None
+
+    return rule
+
+
+def _double(rw: Rewriter, node: Node) -> Value | None:
+    inner = node.inputs[0].producer
+    return inner.inputs[0] if inner is not None and inner.op == node.op else None
+
+
+def _same_shape(rw: Rewriter, node: Node) -> Value | None:
+    x = node.inputs[0]
+    return x if x.shape == node.outputs[0].shape else None
+
+
+def _cast_noop(rw: Rewriter, node: Node) -> Value | None:
+    x = node.inputs[0]
+    return x if x.dtype is node.attrs["dtype"] else None
+
+
+def _reshape_chain(rw: Rewriter, node: Node) -> Value | None:
+    inner = node.inputs[0].producer
+    if inner is not None and inner.op == "reshape":
+        return rw.add("reshape", inner.inputs[0], shape=node.attrs["shape"])
+    return None
+
+
+def _permute(rw: Rewriter, node: Node) -> Value | None:
+    perm = node.attrs["perm"]
+    if list(perm) == sorted(perm):
+        return node.inputs[0]
+    inner = node.inputs[0].producer
+    if inner is not None and inner.op == "permute":
+        return rw.add("permute", inner.inputs[0], perm=[inner.attrs["perm"][p] for p in perm])
+    return None
+
+
+def _full_slice(rw: Rewriter, node: Node) -> Value | None:
+    x = node.inputs[0]
+    full = x.shape == node.outputs[0].shape and all(s > 0 for s in node.attrs["steps"])
+    return x if full else None
+
+
+def _copy_of_fresh(rw: Rewriter, node: Node) -> Value | None:
+    producer = node.inputs[0].producer
+    return node.inputs[0] if producer is not None and not get_op(producer.op).is_view else None
+
+
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("add", _identity_operand(0, commutative=True), "x + 0 is x"),
+    Pattern("sub", _identity_operand(0, commutative=False), "x - 0 is x"),
+    Pattern("mul", _identity_operand(1, commutative=True), "x * 1 is x"),
+    Pattern("div", _identity_operand(1, commutative=False), "x / 1 is x"),
+    Pattern("neg", _double, "-(-x) is x"),
+    Pattern("logical_not", _double, "not not x is x"),
+    Pattern("cast", _cast_noop, "a cast to the same dtype does nothing"),
+    Pattern("reshape", _same_shape, "a reshape to the same shape does nothing"),
+    Pattern("reshape", _reshape_chain, "reshape of reshape is one reshape"),
+    Pattern("broadcast_to", _same_shape, "a broadcast to the same shape does nothing"),
+    Pattern("permute", _permute, "identity permutes vanish; chained permutes compose"),
+    Pattern("slice", _full_slice, "a slice covering every element does nothing"),
+    Pattern("copy", _copy_of_fresh, "a freshly computed value is already contiguous"),
+)
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """Apply the canonicalisation/decomposition table to a fixpoint."""
+    return apply_patterns(graph, PATTERNS, "canonicalize")
