@@ -10,12 +10,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from needlec.compiler.codegen.cpu import emit_module
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
 from needlec.errors import NeedlecError
 from needlec.runtime.jit import jit_compile
-from needlec.runtime.library import export_shared
+from needlec.runtime.library import export_shared, llvm_text
 from needlec.runtime.library import load as load_library
 from needlec.runtime.native import NativeModel
 
@@ -44,8 +43,8 @@ class Compiled:
         return path
 
     def llvm_ir(self) -> str:
-        """The unoptimised LLVM IR text of the whole module."""
-        return str(emit_module(self.program))
+        """The optimised LLVM IR text of the whole module."""
+        return llvm_text(self.program)
 
     def __repr__(self) -> str:
         return repr(self._native).replace("NativeModel", "Compiled", 1)

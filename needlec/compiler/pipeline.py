@@ -102,7 +102,7 @@ class Pipeline:
                     if opts.verify_each:
                         verify_graph(current)
                     if reference is not None:
-                        self._compare(current, samples, reference, p.name)
+                        self._compare(current, samples, reference)
             except PassError:
                 raise
             except NeedlecError as exc:
@@ -123,12 +123,12 @@ class Pipeline:
         before = [p.name for p in self.passes[:position]]
         return f" (after {', '.join(before)})" if before else ""
 
-    def _compare(self, graph: Graph, samples: list[np.ndarray], reference: list[np.ndarray], name: str) -> None:
+    def _compare(self, graph: Graph, samples: list[np.ndarray], reference: list[np.ndarray]) -> None:
         results = interpret(graph, samples)
         for i, (got, want) in enumerate(zip(results, reference)):
             tol = 1e-3 if want.dtype == np.float16 else 1e-5
             if got.shape != want.shape or not np.allclose(got, want, rtol=tol, atol=tol, equal_nan=True):
-                raise PassError(f"pass {name} changed the numerics of output {i} "
+                raise NeedlecError(f"changed the numerics of output {i} "
                                 f"(max abs difference {np.max(np.abs(got.astype(float) - want.astype(float)))})")
 
     def _dump(self, position: int, p: Pass, ir: Any) -> None:

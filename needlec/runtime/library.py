@@ -26,6 +26,11 @@ def emit_object(program: Program) -> bytes:
     return target_machine.emit_object(compile_module(program, target_machine))
 
 
+def llvm_text(program: Program) -> str:
+    """The optimised LLVM IR of ``program`` as text."""
+    return str(compile_module(program, host_target_machine(pic=True)))
+
+
 def link_shared(object_code: bytes, path: str) -> None:
     """Link object code into a shared library at ``path`` with the system C compiler."""
     cc = os.environ.get("CC", "cc")
