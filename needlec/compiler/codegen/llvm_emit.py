@@ -56,8 +56,10 @@ class KernelEmitter:
         self.function.linkage = linkage
         for arg in self.function.args:
             arg.add_attribute("noalias")
-        self.builder = ir.IRBuilder(self.function.append_basic_block("entry"))
-        self.entry_builder = ir.IRBuilder(self.function.entry_basic_block)
+        # locals' allocas get a block of their own: two builders writing one block corrupt its order
+        self.entry_builder = ir.IRBuilder(self.function.append_basic_block("entry"))
+        self.body_block = self.function.append_basic_block("body")
+        self.builder = ir.IRBuilder(self.body_block)
         self.buffers = {b.name: arg for b, arg in zip(kernel.buffers, self.function.args)}
         self.vars: dict[str, ir.Value] = {}
         self.locals: dict[str, tuple[ir.Value, DType]] = {}
@@ -66,6 +68,7 @@ class KernelEmitter:
         for stmt in self.kernel.body:
             self.stmt(stmt)
         self.builder.ret_void()
+        self.entry_builder.branch(self.body_block)
         return self.function
 
     # -- statements -----------------------------------------------------------
@@ -79,8 +82,7 @@ class KernelEmitter:
                 value = b.zext(value, I8)
             b.store(value, self.address(s.buffer.name, s.buffer.dtype, s.index))
         elif isinstance(s, Local):
-            with self.entry_builder.goto_entry_block():
-                slot = self.entry_builder.alloca(register_type(s.init.dtype), name=s.name)
+            slot = self.entry_builder.alloca(register_type(s.init.dtype), name=s.name)
             self.locals[s.name] = (slot, s.init.dtype)
             b.store(self.expr(s.init), slot)
         elif isinstance(s, Assign):

@@ -4,7 +4,8 @@ Why: weights are constants, so preprocessing of weights (transposes, casts,
 reshapes, scalar arithmetic) moves from every run to compile time. Results
 are computed with the reference interpreter; a node is folded only when its
 result is no larger than its inputs (or tiny), so folding never bloats the
-artifact.
+artifact. Generators without inputs (fill, iota, random_uniform) are left as
+kernels: computing them costs no more than loading a constant.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def constant_fold(graph: Graph) -> Graph:
     """Replace all-constant nodes by constants holding their results."""
     folded = []
     for node in graph.nodes:
-        if not all(v.is_constant for v in node.inputs):
+        if not node.inputs or not all(v.is_constant for v in node.inputs):
             continue
         in_bytes = sum(v.type.nbytes for v in node.inputs)
         out_bytes = sum(v.type.nbytes for v in node.outputs)

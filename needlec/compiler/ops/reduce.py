@@ -1,0 +1,190 @@
+"""Reductions: ``reduce_{sum,max,min,prod}`` over a set of axes, ``argmax``/``argmin`` along one axis.
+
+Each reduction is one row of a table: (name, allowed dtypes, loop-IR combine
+op, NumPy reference, doc). All four keep the input dtype: integer sums and
+products wrap, f16 accumulates in f32 and is rounded once at the end. An
+empty reduced extent gives the reduction's identity (0, 1, -inf/+inf for
+floats, the dtype's min/max for integers, False/True for bool), and
+``axes=()`` reduces nothing (an identity copy). ``max``/``min`` propagate NaN
+as ``np.max`` does.
+
+``argmax``/``argmin`` return i64 indices. NaN follows NumPy: NaN compares
+above every number for argmax and below every number for argmin, so the
+first NaN wins (the last one with ``select_last_index``). Ties go to the first
+index, or to the last with ``select_last_index``. Reducing an empty axis is a
+ShapeError.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from needlec.compiler.ir.dtypes import ALL_DTYPES, NUMERIC_DTYPES, DType
+from needlec.compiler.ir.types import TensorType
+from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const, select
+from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
+from needlec.compiler.ops.common import check_dtypes, compute_dtype, normalize_axis
+from needlec.compiler.ops.registry import Attr, OpDef, check, register
+
+# name -> (dtypes, loop-IR combine op, NumPy reducer, doc)
+REDUCTIONS: dict[str, tuple[frozenset[DType], str, Callable[..., np.ndarray], str]] = {
+    "reduce_sum": (NUMERIC_DTYPES, "add", np.sum, "sum over axes (integers wrap; f16 accumulates in f32)"),
+    "reduce_prod": (NUMERIC_DTYPES, "mul", np.prod, "product over axes (integers wrap; f16 accumulates in f32)"),
+    "reduce_max": (ALL_DTYPES, "max", np.max, "maximum over axes (NaN propagates; empty gives -inf / dtype min)"),
+    "reduce_min": (ALL_DTYPES, "min", np.min, "minimum over axes (NaN propagates; empty gives +inf / dtype max)"),
+}
+
+REDUCE_ATTRS = {"axes": Attr("ints"), "keepdims": Attr("bool", False)}
+ARG_ATTRS = {"axis": Attr("int"), "keepdims": Attr("bool", False), "select_last_index": Attr("bool", False)}
+
+
+def identity(op: str, dtype: DType) -> float | int | bool:
+    """The value ``op`` (a loop-IR combine op) returns for an empty set, in ``dtype``'s kind."""
+    if op == "add":
+        return 0
+    if op == "mul":
+        return 1
+    if dtype.is_bool:
+        return op == "min"
+    if dtype.is_float:
+        return -np.inf if op == "max" else np.inf
+    info = np.iinfo(dtype.np)
+    return int(info.min if op == "max" else info.max)
+
+
+def reduced_axes(op: str, axes: Sequence[int], rank: int) -> tuple[int, ...]:
+    """``axes`` normalised to ``[0, rank)`` and sorted; ShapeError on out-of-range or repeated axes."""
+    result = sorted(normalize_axis(op, a, rank) for a in axes)
+    check(len(set(result)) == len(result), f"{op}: axes {tuple(axes)} name an axis twice")
+    return tuple(result)
+
+
+def reduced_shape(shape: Sequence[int], axes: Sequence[int], keepdims: bool) -> tuple[int, ...]:
+    """``shape`` with ``axes`` removed (or set to 1 with ``keepdims``)."""
+    if keepdims:
+        return tuple(1 if a in axes else d for a, d in enumerate(shape))
+    return tuple(d for a, d in enumerate(shape) if a not in axes)
+
+
+def _reduce_infer(name: str, dtypes: frozenset[DType]) -> Callable:
+    def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
+        (x,) = types
+        dtype = check_dtypes(name, types, dtypes)
+        axes = reduced_axes(name, attrs["axes"], x.rank)
+        return [TensorType(reduced_shape(x.shape, axes, attrs["keepdims"]), dtype)]
+
+    return infer
+
+
+def _reduce_reference(name: str, op: str, reducer: Callable[..., np.ndarray]) -> Callable:
+    def reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> list[np.ndarray]:
+        (x,) = args
+        axes = reduced_axes(name, attrs["axes"], x.ndim)
+        work = compute_dtype(DType.from_numpy(x.dtype))
+        keyword = {"dtype": work.np} if op in ("add", "mul") else {"initial": identity(op, work)}
+        result = reducer(x.astype(work.np), axis=axes, keepdims=attrs["keepdims"], **keyword)
+        return [np.asarray(result).astype(x.dtype)]
+
+    return reference
+
+
+def _reduce_lower(name: str, op: str) -> Callable:
+    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+              attrs: Mapping[str, Any]) -> list[Stmt]:
+        (x,), (out,) = ins, outs
+        axes = reduced_axes(name, attrs["axes"], x.type.rank)
+        work = compute_dtype(x.dtype)
+        kept = [a for a in range(x.type.rank) if a not in axes]
+
+        def body(out_idx: list[Var]) -> list[Stmt]:
+            acc = kb.name("acc")
+            kept_idx = [out_idx[a] for a in kept] if attrs["keepdims"] else list(out_idx)
+
+            def accumulate(red_idx: list[Var]) -> list[Stmt]:
+                position = dict(zip(kept, kept_idx)) | dict(zip(axes, red_idx))
+                value = cast(x.load([position[a] for a in range(x.type.rank)]), work)
+                return [Assign(acc, binary(op, LocalRef(acc, work), value))]
+
+            return [Local(acc, const(identity(op, work), work)),
+                    *kb.loop_nest([x.shape[a] for a in axes], accumulate, hint="r"),
+                    out.store(out_idx, LocalRef(acc, work))]
+
+        return kb.loop_nest(out.shape, body)
+
+    return lower
+
+
+for _name, (_dtypes, _op, _reducer, _doc) in REDUCTIONS.items():
+    register(OpDef(_name, 1, _reduce_infer(_name, _dtypes), _reduce_reference(_name, _op, _reducer),
+                   _reduce_lower(_name, _op), attrs=REDUCE_ATTRS, doc=_doc))
+
+
+def _arg_infer(name: str) -> Callable:
+    def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
+        (x,) = types
+        check_dtypes(name, types, ALL_DTYPES)
+        axis = normalize_axis(name, attrs["axis"], x.rank)
+        check(x.shape[axis] > 0, f"{name}: cannot reduce axis {attrs['axis']} of shape {x.shape}: it is empty")
+        return [TensorType(reduced_shape(x.shape, (axis,), attrs["keepdims"]), DType.I64)]
+
+    return infer
+
+
+def _arg_reference(name: str, finder: Callable[..., np.ndarray]) -> Callable:
+    def reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> list[np.ndarray]:
+        (x,) = args
+        axis = normalize_axis(name, attrs["axis"], x.ndim)
+        if attrs["select_last_index"]:
+            index = x.shape[axis] - 1 - finder(np.flip(x, axis), axis=axis)
+        else:
+            index = finder(x, axis=axis)
+        if attrs["keepdims"]:
+            index = np.expand_dims(index, axis)
+        return [np.asarray(index).astype(np.int64)]
+
+    return reference
+
+
+def _arg_lower(name: str) -> Callable:
+    """Lowering of argmax/argmin: a running best value and its index, updated branch-free."""
+    strict, loose = {"argmax": ("gt", "ge"), "argmin": ("lt", "le")}[name]
+
+    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+              attrs: Mapping[str, Any]) -> list[Stmt]:
+        (x,), (out,) = ins, outs
+        axis = normalize_axis(name, attrs["axis"], x.type.rank)
+        work = compute_dtype(x.dtype)
+        last = attrs["select_last_index"]
+
+        def body(out_idx: list[Var]) -> list[Stmt]:
+            outer = list(out_idx)
+            if attrs["keepdims"]:
+                del outer[axis]
+
+            def load(i: Expr) -> Expr:
+                return cast(x.load(outer[:axis] + [i] + outer[axis:]), work)
+
+            best, best_index, value, won = kb.name("best"), kb.name("best_index"), kb.name("v"), kb.name("wins")
+            r = kb.var("r")
+            v, b = LocalRef(value, work), LocalRef(best, work)
+            wins = binary(loose if last else strict, v, b)
+            if work.is_float:  # NaN beats every number; a later NaN beats an earlier one only if ``last``
+                v_nan = binary("ne", v, v)
+                wins = binary("or", wins, v_nan if last else binary("and", v_nan, binary("eq", b, b)))
+            update = [Local(value, load(r)), Local(won, wins),
+                      Assign(best_index, select(LocalRef(won, DType.BOOL), r, LocalRef(best_index, DType.I64))),
+                      Assign(best, select(LocalRef(won, DType.BOOL), v, b))]
+            return [Local(best, load(Const(0))), Local(best_index, Const(0)),
+                    Loop(r.name, x.shape[axis] - 1, tuple(update), start=1),
+                    out.store(out_idx, LocalRef(best_index, DType.I64))]
+
+        return kb.loop_nest(out.shape, body)
+
+    return lower
+
+
+for _name, _finder, _doc in (("argmax", np.argmax, "index of the maximum along axis (i64; first NaN wins)"),
+                             ("argmin", np.argmin, "index of the minimum along axis (i64; first NaN wins)")):
+    register(OpDef(_name, 1, _arg_infer(_name), _arg_reference(_name, _finder), _arg_lower(_name),
+                   attrs=ARG_ATTRS, doc=_doc))
