@@ -8,6 +8,8 @@ from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.ir.types import TensorType
 from needlec.errors import NeedlecError
+from needlec.frontend.trace import trace
+from needlec import nn, ops  # noqa: E402  (after trace: both build on the frontend)
 
-__all__ = ["Compiled", "compile", "load", "DType", "Graph", "TensorType", "NeedlecError"]
+__all__ = ["Compiled", "compile", "load", "DType", "Graph", "TensorType", "NeedlecError", "trace", "nn", "ops"]
 __version__ = "0.1.0"

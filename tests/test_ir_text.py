@@ -17,6 +17,7 @@ from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, If, 
 from needlec.compiler.loops.printer import print_expr, print_kernel, print_program
 from needlec.compiler.ops import registry
 from needlec.compiler.ops.registry import Attr, OpDef
+from needlec.compiler.passes import PASSES
 from needlec.compiler.pipeline import Pipeline, sample_inputs
 from needlec.errors import ParseError
 from tests.opcases import OpCase, all_cases, build_case
@@ -300,7 +301,7 @@ BAD_TEXTS = [
     (HEADER + '  %y: f32[4] = exp(%x) origin="abc\n  return %y\n}', 2, r"expected a closing '\"'"),
     ('graph @"g(%x: f32[4]) {\n  return %x\n}', 1, r"expected a closing '\"'"),
     (HEADER + "  %y: f32[4] = exp(%x) garbage\n  return %y\n}", 2,
-     r"expected a statement \(%name: type = \.\.\.\) or 'return', found 'garbage'"),
+     r"expected a statement \(%name: type = \.\.\.\), 'update' or 'return', found 'garbage'"),
     ("graph @g(%x: f32[4]{strides=[2]}) {\n  return %x\n}", 1, r"graph input %x: expected a contiguous type"),
     ("graph @g(%x: f32[-1]) {\n  return %x\n}", 1, r"expected non-negative dimensions"),
     ("graph @g(%x: f32[2, 2]{strides=[1]}) {\n  return %x\n}", 1, r"expected 2 strides"),
@@ -330,7 +331,8 @@ def test_program_dump_shows_storage_arena_and_kernels() -> None:
     w = g.add_constant(np.arange(4, dtype=np.float32), "w")
     y = g.add("exp", g.add("add", x, w))
     g.set_outputs([y])
-    program = Pipeline().run(g).program
+    unscheduled = [p for p in PASSES if p.name != "schedule"]  # keep the plain loop nests
+    program = Pipeline(passes=unscheduled).run(g).program
     text = print_program(program)
     add_name = g.nodes[0].outputs[0].name
     out_name = y.name
@@ -362,7 +364,7 @@ def test_kernel_shows_schedules_and_every_statement_kind() -> None:
            (Store(out, i, Const(0.0, DType.F32)),)),
     )
     kernel = Kernel("k_sum", (a, out), (Loop("i", 2, body, kind="parallel", start=1),
-                                        Loop("u", 8, (), kind="unroll", unroll=4)), origin="s")
+                                        Loop("u", 8, (), kind="gpu_thread")), origin="s")
     assert print_kernel(kernel) == (
         "kernel k_sum(%a: f32[8], %out: f32[8])  // from %s\n"
         "  parallel for i in 1..3:\n"
@@ -373,7 +375,7 @@ def test_kernel_shows_schedules_and_every_statement_kind() -> None:
         "      %out[i] = acc\n"
         "    else:\n"
         "      %out[i] = 0.0\n"
-        "  unroll for u in 0..8 unroll 4:\n")
+        "  gpu_thread for u in 0..8:\n")
 
 
 @pytest.mark.parametrize("expr, text", [

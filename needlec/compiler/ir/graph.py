@@ -27,20 +27,31 @@ from needlec.errors import IRError
 
 
 class Value:
-    """An SSA value: a graph input, a constant (``data`` set) or a node output."""
+    """An SSA value: a graph input, a constant or variable (``data`` set) or a node output.
 
-    __slots__ = ("name", "type", "producer", "data")
+    A variable (``mutable``) is state that persists across calls, such as a
+    parameter or an optimizer moment: ``data`` is its initial value, nodes
+    read its value at the start of a call, and ``Graph.updates`` gives its
+    value for the next call.
+    """
+
+    __slots__ = ("name", "type", "producer", "data", "mutable")
 
     def __init__(self, name: str, type: TensorType, producer: "Node | None" = None,
-                 data: np.ndarray | None = None) -> None:
+                 data: np.ndarray | None = None, mutable: bool = False) -> None:
         self.name = name
         self.type = type
         self.producer = producer
         self.data = data
+        self.mutable = mutable
 
     @property
     def is_constant(self) -> bool:
-        return self.data is not None
+        return self.data is not None and not self.mutable
+
+    @property
+    def is_variable(self) -> bool:
+        return self.mutable
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,8 +97,10 @@ class Graph:
         self.name = name
         self.inputs: list[Value] = []
         self.constants: list[Value] = []
+        self.variables: list[Value] = []
         self.nodes: list[Node] = []
         self.outputs: list[Value] = []
+        self.updates: list[tuple[Value, Value]] = []
         self._names: set[str] = set()
         self._counter = itertools.count()
 
@@ -116,11 +129,29 @@ class Graph:
 
     def add_constant(self, data: np.ndarray, name: str = "c") -> Value:
         """Add a constant (weight) holding a private contiguous copy of ``data``."""
-        array = np.array(data, order="C")
-        dtype = DType.from_numpy(array.dtype)
-        value = Value(self._claim(self.fresh_name(name)), TensorType(array.shape, dtype), data=array)
+        value = self._data_value(data, name, mutable=False)
         self.constants.append(value)
         return value
+
+    def add_variable(self, data: np.ndarray, name: str = "v") -> Value:
+        """Add a variable (persistent state) whose initial value is a copy of ``data``."""
+        value = self._data_value(data, name, mutable=True)
+        self.variables.append(value)
+        return value
+
+    def _data_value(self, data: np.ndarray, name: str, mutable: bool) -> Value:
+        array = np.array(data, order="C")
+        dtype = DType.from_numpy(array.dtype)
+        return Value(self._claim(self.fresh_name(name)), TensorType(array.shape, dtype), data=array, mutable=mutable)
+
+    def set_update(self, variable: Value, value: Value) -> None:
+        """After each call, ``variable`` takes ``value`` (replacing an earlier update)."""
+        if not variable.is_variable:
+            raise IRError(f"%{variable.name} is not a variable; only variables can be updated")
+        if value.shape != variable.shape or value.dtype != variable.dtype:
+            raise IRError(f"update of %{variable.name}: expected {variable.type.contiguous()}, "
+                          f"found {value.type.contiguous()}")
+        self.updates = [(var, new) for var, new in self.updates if var is not variable] + [(variable, value)]
 
     def make_node(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
                   names: Sequence[str] | None = None, origin: str | None = None) -> Node:
@@ -163,6 +194,7 @@ class Graph:
         for node in self.nodes:
             node.inputs = [new if v is old else v for v in node.inputs]
         self.outputs = [new if v is old else v for v in self.outputs]
+        self.updates = [(var, new if v is old else v) for var, v in self.updates]
 
     def remove_nodes(self, dead: Iterable[Node]) -> None:
         dead_ids = {id(n) for n in dead}
@@ -198,9 +230,10 @@ class Graph:
         return result
 
     def values(self) -> Iterable[Value]:
-        """Every value: inputs, constants, then node outputs in order."""
+        """Every value: inputs, constants, variables, then node outputs in order."""
         yield from self.inputs
         yield from self.constants
+        yield from self.variables
         for node in self.nodes:
             yield from node.outputs
 
@@ -219,6 +252,9 @@ class Graph:
         for v in self.constants:
             mapping[id(v)] = clone._adopt(Value(v.name, v.type, data=v.data))
             clone.constants.append(mapping[id(v)])
+        for v in self.variables:
+            mapping[id(v)] = clone._adopt(Value(v.name, v.type, data=v.data, mutable=True))
+            clone.variables.append(mapping[id(v)])
         for node in self.nodes:
             new = Node(node.op, [mapping[id(v)] for v in node.inputs], dict(node.attrs), origin=node.origin)
             for v in node.outputs:
@@ -226,6 +262,7 @@ class Graph:
                 new.outputs.append(mapping[id(v)])
             clone.nodes.append(new)
         clone.outputs = [mapping[id(v)] for v in self.outputs]
+        clone.updates = [(mapping[id(var)], mapping[id(v)]) for var, v in self.updates]
         return clone
 
     def _adopt(self, value: Value) -> Value:

@@ -33,7 +33,7 @@ _TOKEN = re.compile(
     rf"|(?P<string>{_STRING})"
     r"|(?P<number>[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+|inf|nan)(?![A-Za-z0-9_.]))"
     r"|(?P<ident>[A-Za-z_][A-Za-z0-9_.]*)"
-    r"|(?P<punct>[(){}\[\],:=<>])"
+    r"|(?P<punct>[(){}\[\],:=<>-])"
 )
 _INT = re.compile(r"[-+]?\d+")
 _SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
@@ -307,14 +307,14 @@ class _Parser:
             results.append(self.define())
         self.expect("punct", "=")
         op = self.expect("ident", what="an op name or 'constant'")
-        if not self.at("punct", "(") and op.text == "constant":
+        if not self.at("punct", "(") and op.text in ("constant", "variable"):
             if len(results) != 1:
-                raise _error(op, f"expected one result for a constant, found {len(results)}")
+                raise _error(op, f"expected one result for a {op.text}, found {len(results)}")
             tok, name, declared = results[0]
             if not declared.is_contiguous:
-                raise _error(tok, f"constant %{name}: expected a contiguous type, found {declared}")
-            value = self.graph.add_constant(self.dense(name, declared), name)
-            self.bind(tok, declared, value, "from its data")
+                raise _error(tok, f"{op.text} %{name}: expected a contiguous type, found {declared}")
+            add = self.graph.add_constant if op.text == "constant" else self.graph.add_variable
+            self.bind(tok, declared, add(self.dense(name, declared), name), "from its data")
             return
         self.expect("punct", "(", what=f"'(' after op {op.text}")
         inputs = self.comma_list(")", self.use)
@@ -332,6 +332,18 @@ class _Parser:
         for (tok, _, declared), value in zip(results, node.outputs):
             self.bind(tok, declared, value, f"inferred by {op.text}")
 
+    def update(self) -> None:
+        self.expect("ident", "update")
+        start = self.peek()
+        variable = self.use()
+        self.expect("punct", "<")
+        self.expect("punct", "-", what="'<-' in an update")
+        value = self.use()
+        try:
+            self.graph.set_update(variable, value)
+        except NeedlecError as exc:
+            raise _error(start, str(exc)) from None
+
     def parse(self) -> Graph:
         self.expect("ident", "graph")
         self.graph.name = self.expect("global", what="a graph name (@name)").value
@@ -347,7 +359,9 @@ class _Parser:
         self.expect("punct", "{")
         while self.at("value"):
             self.statement()
-        self.expect("ident", "return", what="a statement (%name: type = ...) or 'return'")
+        while self.at("ident", "update"):
+            self.update()
+        self.expect("ident", "return", what="a statement (%name: type = ...), 'update' or 'return'")
         outputs: list[Value] = []
         if self.at("value"):
             outputs.append(self.use())

@@ -115,7 +115,7 @@ def _nested(flat: list[str], shape: tuple[int, ...]) -> str:
 def format_constant(value: Value, elide_constants: int | None = None) -> str:
     """The ``dense<...>`` payload of a constant."""
     data = value.data
-    assert data is not None, f"%{value.name} is not a constant"
+    assert data is not None, f"%{value.name} is not a constant or variable"
     if elide_constants is not None and data.size > elide_constants:
         return f"dense<elided: {data.size} elements>"
     if data.size <= MAX_LITERAL_ELEMENTS:
@@ -148,8 +148,12 @@ def print_graph(graph: Graph, elide_constants: int | None = None) -> str:
     lines = [f"graph @{format_name(graph.name)}({params}) {{"]
     for value in graph.constants:
         lines.append(f"  {format_value(value)} = constant {format_constant(value, elide_constants)}")
+    for value in graph.variables:
+        lines.append(f"  {format_value(value)} = variable {format_constant(value, elide_constants)}")
     for node in graph.nodes:
         lines.append(f"  {format_node(node)}")
+    for variable, value in graph.updates:
+        lines.append(f"  update %{format_name(variable.name)} <- %{format_name(value.name)}")
     outputs = ", ".join(f"%{format_name(v.name)}" for v in graph.outputs)
     lines.append(f"  return {outputs}" if outputs else "  return")
     lines.append("}")

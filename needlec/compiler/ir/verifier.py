@@ -27,13 +27,14 @@ def verify_graph(graph: Graph) -> None:
         if v.producer is not None or v.data is not None:
             raise VerificationError(f"graph input %{v.name} has a producer or data")
         define(v.name, id(v), f"graph input %{v.name}")
-    for v in graph.constants:
-        if v.data is None:
-            raise VerificationError(f"constant %{v.name} has no data")
-        if v.data.dtype != v.type.dtype.np or tuple(v.data.shape) != v.type.shape or not v.type.is_contiguous:
-            raise VerificationError(f"constant %{v.name}: type {v.type} does not match its data "
-                                    f"{v.data.dtype.name}{list(v.data.shape)}")
-        define(v.name, id(v), f"constant %{v.name}")
+    for kind, values in (("constant", graph.constants), ("variable", graph.variables)):
+        for v in values:
+            if v.data is None or v.is_variable != (kind == "variable"):
+                raise VerificationError(f"{kind} %{v.name} has no data or is listed as the wrong kind")
+            if v.data.dtype != v.type.dtype.np or tuple(v.data.shape) != v.type.shape or not v.type.is_contiguous:
+                raise VerificationError(f"{kind} %{v.name}: type {v.type} does not match its data "
+                                        f"{v.data.dtype.name}{list(v.data.shape)}")
+            define(v.name, id(v), f"{kind} %{v.name}")
     for position, node in enumerate(graph.nodes):
         where = f"node #{position} %{node.name} ({node.op})"
         for i, v in enumerate(node.inputs):
@@ -60,3 +61,10 @@ def verify_graph(graph: Graph) -> None:
     for i, v in enumerate(graph.outputs):
         if id(v) not in defined:
             raise VerificationError(f"graph output {i} %{v.name} is not defined in the graph")
+    variables = {id(v) for v in graph.variables}
+    for variable, v in graph.updates:
+        if id(variable) not in variables:
+            raise VerificationError(f"update of %{variable.name}: not a variable of this graph")
+        if id(v) not in defined or v.shape != variable.shape or v.dtype != variable.dtype:
+            raise VerificationError(f"update of %{variable.name}: %{v.name} is undefined or has type {v.type}, "
+                                    f"expected {variable.type}")

@@ -5,7 +5,7 @@ loop nests (``Loop``), stores, scalar locals and conditionals; expressions are
 constants, loop variables, loads at index expressions and scalar arithmetic.
 Index expressions are ``i64`` expressions built from a value's strides and
 offset (see ``builder.Operand``). Loops carry their schedule (``kind``:
-serial, parallel, vectorize, unroll, or a GPU binding) so that schedule
+serial, parallel, vectorize, or a GPU binding) so that schedule
 transformations are rewrites of this IR. All nodes are frozen dataclasses.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ UNARY_OPS = frozenset({"neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh",
 ARITH_OPS = frozenset({"add", "sub", "mul", "div", "mod", "pow", "max", "min",
                        "and", "or", "xor", "shl", "lshr"})
 COMPARE_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
-LOOP_KINDS = ("serial", "parallel", "vectorize", "unroll", "gpu_block", "gpu_thread")
+LOOP_KINDS = ("serial", "parallel", "vectorize", "gpu_block", "gpu_thread")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,6 @@ class Loop(Stmt):
     body: tuple[Stmt, ...]
     kind: str = "serial"
     start: int = 0
-    unroll: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,7 +165,7 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Storage:
-    """Where a buffer lives: a graph ``input``/``output`` slot, a ``constant`` or the ``arena``."""
+    """Where a buffer lives: an ``input``/``output`` slot, a ``constant``, a ``variable`` or the ``arena``."""
 
     kind: str
     slot: int = 0
@@ -177,9 +176,10 @@ class Storage:
 class Program:
     """A lowered graph: kernels in execution order plus where each buffer lives.
 
-    ``storage`` maps buffer name to its ``Storage``; ``constants`` maps a
-    constant buffer's name to its data; ``arena_size`` is in bytes (set by
-    memory planning); ``signature`` records the graph's inputs and outputs.
+    ``storage`` maps buffer name to its ``Storage``; ``constants`` maps each
+    constant and variable buffer's name to its (initial) data; ``arena_size``
+    is in bytes (set by memory planning); ``inputs``, ``outputs`` and
+    ``variables`` record (name, shape, dtype) in slot order.
     """
 
     name: str
@@ -189,4 +189,5 @@ class Program:
     constants: dict[str, Any]
     inputs: list[tuple[str, tuple[int, ...], DType]]
     outputs: list[tuple[str, tuple[int, ...], DType]]
+    variables: list[tuple[str, tuple[int, ...], DType]] = field(default_factory=list)
     arena_size: int = 0

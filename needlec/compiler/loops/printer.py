@@ -21,7 +21,7 @@ and locals are bare names); a signature entry names its buffer when the
 buffer's name differs from the graph value's.
 
 Loops show their schedule before ``for`` when it is not serial (``parallel
-for``, ``vectorize for``, ``unroll for``, ``gpu_block for``). Constants whose
+for``, ``vectorize for``, ``gpu_block for``). Constants whose
 dtype is not the default for their kind (i64, f32, bool) print as a
 conversion (``i32(3)``), like casts; ops without a C operator (``mod`` is
 floor-mod, ``pow``, ``max``, ``min``) print as calls. The text is for people; it does not
@@ -104,8 +104,7 @@ def print_expr(expr: Expr) -> str:
 
 def _loop_header(loop: Loop) -> str:
     schedule = "" if loop.kind == "serial" else f"{loop.kind} "
-    unroll = f" unroll {loop.unroll}" if loop.unroll else ""
-    return f"{schedule}for {loop.var} in {loop.start}..{loop.start + loop.extent}{unroll}:"
+    return f"{schedule}for {loop.var} in {loop.start}..{loop.start + loop.extent}:"
 
 
 def print_stmts(stmts: tuple[Stmt, ...] | list[Stmt], depth: int = 0) -> list[str]:

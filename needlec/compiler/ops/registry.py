@@ -74,6 +74,11 @@ LowerFn = Callable[["KernelBuilder", Sequence["Operand"], Sequence["Operand"], M
 GradFn = Callable[..., list[Any]]
 
 
+def NO_GRAD(ctx: Any, node: Any, out_grads: Sequence[Any]) -> list[Any]:  # noqa: N802
+    """Marks an op as not differentiable (integer/bool results or piecewise-constant outputs)."""
+    return [None] * len(node.inputs)
+
+
 @dataclass(frozen=True)
 class OpDef:
     """Everything needlec knows about one primitive op.
@@ -81,7 +86,10 @@ class OpDef:
     ``infer`` returns the output types (for views: with strides into the
     input's buffer); ``reference`` is the NumPy ground truth; ``lower`` emits
     the loop-IR body of the op's kernel (``None`` only for views, which alias
-    their input and need no kernel); ``grad`` is filled in by the training work.
+    their input and need no kernel); ``grad(ctx, node, out_grads)`` returns
+    one gradient value per input (or ``None``) built with the
+    ``passes.autodiff.GradContext`` ``ctx``; ``NO_GRAD`` marks ops that are not
+    differentiable.
     ``arity`` is the number of inputs, or ``None`` for variadic ops.
     """
 

@@ -15,6 +15,7 @@ from needlec.compiler.passes.dce import dce
 from needlec.compiler.passes.lower_to_loops import lower_to_loops
 from needlec.compiler.passes.materialize_outputs import materialize_outputs
 from needlec.compiler.passes.plan_memory import plan_memory
+from needlec.compiler.passes.schedule import schedule
 from needlec.compiler.passes.verify import verify
 
 
@@ -39,6 +40,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("dce", dce, "graph"),
     Pass("materialize_outputs", materialize_outputs, "graph"),
     Pass("lower_to_loops", lower_to_loops, "lower"),
+    Pass("schedule", schedule, "loops"),
     Pass("plan_memory", plan_memory, "loops"),
 )
 

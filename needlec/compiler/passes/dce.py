@@ -10,7 +10,7 @@ from needlec.compiler.ir.graph import Graph
 
 def dce(graph: Graph) -> Graph:
     """Drop dead nodes (walking backwards from the outputs) and unused constants."""
-    live: set[int] = {id(v) for v in graph.outputs}
+    live: set[int] = {id(v) for v in graph.outputs} | {id(v) for _, v in graph.updates}
     dead = []
     for node in reversed(graph.nodes):
         if any(id(v) in live for v in node.outputs):

@@ -1,13 +1,17 @@
 """Pass ``lower_to_loops``: graph -> loop-IR ``Program``.
 
 Every value gets a storage: graph inputs and outputs are caller-owned slots,
-constants are module globals, other node outputs are arena buffers (placed
-later by ``plan_memory``), and view outputs alias the buffer of their source.
-Each non-view node becomes one kernel whose body is its op's lowering.
+constants and variables are module globals, other node outputs are arena
+buffers (placed later by ``plan_memory``), and view outputs alias the buffer
+of their source. Each non-view node becomes one kernel whose body is its op's
+lowering; variable updates become copy kernels after all others, so every
+read of a variable sees its value from the start of the call.
 Requires ``materialize_outputs`` to have run (outputs are fresh, contiguous
 buffers).
 """
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.loops.builder import KernelBuilder, Operand
@@ -36,9 +40,10 @@ def lower_to_loops(graph: Graph) -> Program:
 
     for slot, value in enumerate(graph.inputs):
         new_buffer(value, Storage("input", slot), value.type.size)
-    for value in graph.constants:
-        buf = new_buffer(value, Storage("constant"), value.type.size)
-        constants[buf.name] = value.data
+    for kind, values in (("constant", graph.constants), ("variable", graph.variables)):
+        for value in values:
+            buf = new_buffer(value, Storage(kind), value.type.size)
+            constants[buf.name] = value.data
     output_slots = {id(v): slot for slot, v in enumerate(graph.outputs)}
 
     kernels: list[Kernel] = []
@@ -54,10 +59,24 @@ def lower_to_loops(graph: Graph) -> Program:
             raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
         ins = [Operand(base[id(v)], v.type) for v in node.inputs]
         outs = [Operand(base[id(v)], v.type) for v in node.outputs]
-        body = opdef.lower(KernelBuilder(), ins, outs, node.attrs)
-        used = list(dict.fromkeys(o.buffer for o in [*ins, *outs]))
-        kernels.append(Kernel(f"k{len(kernels)}_{node.op}", tuple(used), tuple(body), origin=node.name))
+        kernels.append(_kernel(f"k{len(kernels)}_{node.op}", opdef.lower, ins, outs, node.attrs, node.name))
+
+    copy = get_op("copy").lower
+    assert copy is not None
+    for variable, value in graph.updates:
+        if value is not variable:
+            kernels.append(_kernel(f"k{len(kernels)}_update_{_buffer_name(variable)}", copy,
+                                   [Operand(base[id(value)], value.type)],
+                                   [Operand(base[id(variable)], variable.type)], {}, f"update %{variable.name}"))
 
     return Program(graph.name, kernels, buffers, storage, constants,
                    [(v.name, v.shape, v.dtype) for v in graph.inputs],
-                   [(v.name, v.shape, v.dtype) for v in graph.outputs])
+                   [(v.name, v.shape, v.dtype) for v in graph.outputs],
+                   [(v.name, v.shape, v.dtype) for v in graph.variables])
+
+
+def _kernel(name: str, lower: Callable, ins: list[Operand], outs: list[Operand], attrs: dict[str, Any],
+            origin: str) -> Kernel:
+    body = lower(KernelBuilder(), ins, outs, attrs)
+    used = list(dict.fromkeys(o.buffer for o in [*ins, *outs]))
+    return Kernel(name, tuple(used), tuple(body), origin=origin)

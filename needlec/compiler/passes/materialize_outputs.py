@@ -1,8 +1,10 @@
-"""Pass ``materialize_outputs``: every graph output becomes its own contiguous buffer.
+"""Pass ``materialize_outputs``: every graph output and variable update gets its own buffer.
 
 Why: the caller owns the output buffers, so an output may not be a graph
-input, a constant, a view into another buffer, or the same value as another
-output. Such outputs get a ``copy`` node.
+input, a constant, a variable, a view into another buffer, or the same value
+as another output. Such outputs get a ``copy`` node. A variable's new value is
+copied into the variable's storage after every kernel has run, so it must not
+itself live in variable storage (a view of a variable, or a variable).
 """
 from __future__ import annotations
 
@@ -22,4 +24,7 @@ def materialize_outputs(graph: Graph) -> Graph:
         seen.add(id(value))
         outputs.append(value)
     graph.set_outputs(outputs)
+    for variable, value in graph.updates:
+        if value is not variable and (value.producer is None or get_op(value.producer.op).is_view):
+            graph.set_update(variable, graph.add("copy", value))
     return graph

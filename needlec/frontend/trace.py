@@ -1,0 +1,112 @@
+"""``trace(fn, *example_inputs)``: run a Python function on symbolic Tensors and record a Graph.
+
+The example arrays fix the graph inputs' shapes and dtypes (their values are
+never read). Python control flow on shapes and other static values simply
+unrolls; control flow on tensor values raises ``TraceError``. An
+``nn.Module`` is traced through ``forward``; its Parameters become graph
+constants named by module path (``layers.0.weight``).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.graph import Graph
+from needlec.compiler.ir.types import TensorType
+from needlec.errors import TraceError
+from needlec.frontend.nn import Module, Parameter
+from needlec.frontend.tensor import Tensor, TraceContext, describe, pop_context, push_context
+
+
+def _display_name(fn: Callable[..., Any]) -> str:
+    """The traced callable's name: the Module's class or the function's ``__name__``."""
+    if isinstance(fn, Module):
+        return type(fn).__name__
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _graph_name(fn: Callable[..., Any]) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "", _display_name(fn)) or "main"
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return None
+
+
+def _input_names(fn: Callable[..., Any], count: int, names: Sequence[str] | None) -> list[str]:
+    """``names`` if given, else the callable's positional parameter names, else ``x0, x1, ...``.
+
+    Raises TraceError when ``fn`` cannot be called with ``count`` positional inputs.
+    """
+    signature = _signature(fn.forward if isinstance(fn, Module) else fn)
+    if signature is not None:
+        try:
+            signature.bind(*range(count))
+        except TypeError as exc:
+            raise TraceError(f"trace: {_display_name(fn)} cannot be called with {count} example input(s): "
+                             f"{exc}") from None
+    if names is not None:
+        if len(names) != count:
+            raise TraceError(f"trace: {len(names)} name(s) given for {count} example input(s)")
+        return list(names)
+    params = list(signature.parameters.values()) if signature is not None else []
+    positional = [p.name for p in params
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return [positional[i] if i < len(positional) else f"x{i}" for i in range(count)]
+
+
+def _parameter_names(fn: Callable[..., Any]) -> dict[int, str]:
+    """``id(parameter) -> dotted path`` for the Module being traced (or owning the traced method)."""
+    owner = fn if isinstance(fn, Module) else getattr(fn, "__self__", None)
+    if not isinstance(owner, Module):
+        return {}
+    return {id(p): name for name, p in owner.named_parameters()}
+
+
+def _output_values(result: Any, context: TraceContext, name: str) -> list[Any]:
+    """The graph values of ``fn``'s result: one Tensor or a tuple/list of them."""
+    items = list(result) if isinstance(result, (tuple, list)) else [result]
+    if not items:
+        raise TraceError(f"trace: {name} returned an empty {type(result).__name__}; expected at least one Tensor")
+    values = []
+    for i, item in enumerate(items):
+        if isinstance(item, Parameter):
+            item = item.traced()
+        if not isinstance(item, Tensor):
+            where = f"output {i} of {name}" if isinstance(result, (tuple, list)) else f"{name}'s result"
+            raise TraceError(f"trace: {where} is a {type(item).__name__}; expected a Tensor or a tuple/list of "
+                             f"Tensors")
+        if item.graph is not context.graph:
+            raise TraceError(f"trace: {name} returned {describe(item.value)} from another trace")
+        values.append(item.value)
+    return values
+
+
+def trace(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | None = None) -> Graph:
+    """Record ``fn`` (a function or ``nn.Module``) applied to inputs shaped like ``example_inputs``.
+
+    Graph inputs are named by ``names``, else by ``fn``'s parameter names,
+    else ``x0, x1, ...``. ``fn`` returns one Tensor or a tuple/list of them.
+    """
+    if not callable(fn):
+        raise TraceError(f"trace: expected a function or an nn.Module, found {type(fn).__name__}")
+    arrays = [np.asarray(x) for x in example_inputs]
+    graph = Graph(_graph_name(fn))
+    context = TraceContext(graph, parameter_names=_parameter_names(fn))
+    inputs = []
+    for input_name, array in zip(_input_names(fn, len(arrays), names), arrays):
+        inputs.append(Tensor(graph.add_input(input_name, TensorType(array.shape, DType.from_numpy(array.dtype))),
+                             graph))
+    push_context(context)
+    try:
+        graph.set_outputs(_output_values(fn(*inputs), context, _display_name(fn)))
+    finally:
+        pop_context()
+    return graph
