@@ -37,6 +37,18 @@ class Compiled:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._native(*args, **kwargs)
 
+    def get_variable(self, name: str) -> np.ndarray:
+        """A copy of variable ``name``'s current value (parameters, optimizer state)."""
+        return self._native.get_variable(name)
+
+    def set_variable(self, name: str, value: np.ndarray) -> None:
+        """Overwrite variable ``name`` (shape and dtype are checked)."""
+        self._native.set_variable(name, value)
+
+    def variables(self) -> dict[str, np.ndarray]:
+        """Copies of every variable, by name."""
+        return self._native.variables()
+
     def export(self, path: str) -> str:
         """Write a self-contained shared library (weights inside) to ``path``."""
         export_shared(self.program, path)

@@ -23,7 +23,7 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 
-from needlec.compiler.interpreter import interpret
+from needlec.compiler.interpreter import evaluate
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.ir.printer import print_graph
 from needlec.compiler.ir.verifier import verify_graph
@@ -91,7 +91,7 @@ class Pipeline:
         samples: list[np.ndarray] = []
         if opts.check_numerics:
             samples = sample_inputs(graph)
-            reference = interpret(graph, samples)
+            reference = self._results(graph, samples)
         timings: list[tuple[str, float]] = []
         last_graph = current
         for position, p in enumerate(self.passes):
@@ -123,12 +123,20 @@ class Pipeline:
         before = [p.name for p in self.passes[:position]]
         return f" (after {', '.join(before)})" if before else ""
 
-    def _compare(self, graph: Graph, samples: list[np.ndarray], reference: list[np.ndarray]) -> None:
-        results = interpret(graph, samples)
-        for i, (got, want) in enumerate(zip(results, reference)):
+    @staticmethod
+    def _results(graph: Graph, samples: list[np.ndarray]) -> dict[str, np.ndarray]:
+        outputs, updates = evaluate(graph, samples)
+        results = {f"output {i}": v for i, v in enumerate(outputs)}
+        results.update({f"update of %{name}": v for name, v in updates.items()})
+        return results
+
+    def _compare(self, graph: Graph, samples: list[np.ndarray], reference: dict[str, np.ndarray]) -> None:
+        results = self._results(graph, samples)
+        for what, want in reference.items():
+            got = results[what]
             tol = 1e-3 if want.dtype == np.float16 else 1e-5
             if got.shape != want.shape or not np.allclose(got, want, rtol=tol, atol=tol, equal_nan=True):
-                raise NeedlecError(f"changed the numerics of output {i} "
+                raise NeedlecError(f"changed the numerics of {what} "
                                 f"(max abs difference {np.max(np.abs(got.astype(float) - want.astype(float)))})")
 
     def _dump(self, position: int, p: Pass, ir: Any) -> None:

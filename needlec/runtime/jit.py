@@ -5,10 +5,10 @@ import ctypes
 
 import llvmlite.binding as llvm
 
-from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, compile_module
+from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE, compile_module
 from needlec.compiler.codegen.target import host_target_machine
 from needlec.compiler.loops.ir import Program
-from needlec.runtime.native import EntryFn, NativeModel
+from needlec.runtime.native import EntryFn, NativeModel, VariableFn
 from needlec.runtime.signature import Signature
 
 
@@ -21,4 +21,5 @@ def jit_compile(program: Program) -> NativeModel:
     entry = EntryFn(engine.get_function_address(ENTRY))
     sig_fn = ctypes.CFUNCTYPE(ctypes.c_char_p)(engine.get_function_address(SIGNATURE))
     signature = Signature.from_json(sig_fn().decode())
-    return NativeModel(signature, entry, keepalive=(engine, module))
+    variable = VariableFn(engine.get_function_address(VARIABLE))
+    return NativeModel(signature, entry, variable, keepalive=(engine, module))

@@ -12,11 +12,11 @@ import shutil
 import subprocess
 import tempfile
 
-from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, compile_module
+from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE, compile_module
 from needlec.compiler.codegen.target import host_target_machine
 from needlec.compiler.loops.ir import Program
 from needlec.errors import ArtifactError
-from needlec.runtime.native import EntryFn, NativeModel
+from needlec.runtime.native import EntryFn, NativeModel, VariableFn
 from needlec.runtime.signature import Signature
 
 
@@ -58,6 +58,7 @@ def load(path: str) -> NativeModel:
         lib = ctypes.CDLL(os.path.abspath(path))
         entry = EntryFn((ENTRY, lib))
         sig_fn = ctypes.CFUNCTYPE(ctypes.c_char_p)((SIGNATURE, lib))
+        variable = VariableFn((VARIABLE, lib))
     except (OSError, AttributeError) as exc:
         raise ArtifactError(f"cannot load {path}: not a needlec shared library ({exc})") from None
-    return NativeModel(Signature.from_json(sig_fn().decode()), entry, keepalive=lib)
+    return NativeModel(Signature.from_json(sig_fn().decode()), entry, variable, keepalive=lib)

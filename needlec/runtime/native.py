@@ -10,6 +10,7 @@ from needlec.errors import NeedlecError
 from needlec.runtime.signature import Signature
 
 EntryFn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+VariableFn = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
 
 
 class NativeModel:
@@ -17,12 +18,38 @@ class NativeModel:
 
     Returns one array for a single-output graph, else a tuple. Calls are
     serialised by the caller: the module's static arena is not reentrant.
+    Variables (persistent state) live in the module and are read and written
+    with ``get_variable`` / ``set_variable`` / ``variables``.
     """
 
-    def __init__(self, signature: Signature, entry: Any, keepalive: Any = None) -> None:
+    def __init__(self, signature: Signature, entry: Any, variable: Any, keepalive: Any = None) -> None:
         self.signature = signature
         self._entry = entry
+        self._variable = variable
         self._keepalive = keepalive
+
+    def _variable_view(self, name: str) -> np.ndarray:
+        index = self.signature.variable_index(name)
+        spec = self.signature.variables[index]
+        address = self._variable(index)
+        nbytes = int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize
+        if nbytes == 0:
+            return np.empty(spec.shape, spec.dtype)
+        buffer = (ctypes.c_char * nbytes).from_address(address)
+        return np.frombuffer(buffer, dtype=spec.dtype).reshape(spec.shape)
+
+    def get_variable(self, name: str) -> np.ndarray:
+        """A copy of variable ``name``'s current value."""
+        return self._variable_view(name).copy()
+
+    def set_variable(self, name: str, value: np.ndarray) -> None:
+        """Overwrite variable ``name`` (shape and dtype are checked)."""
+        checked = self.signature.check_variable(name, value)
+        self._variable_view(name)[...] = checked
+
+    def variables(self) -> dict[str, np.ndarray]:
+        """Copies of every variable, by name."""
+        return {spec.name: self.get_variable(spec.name) for spec in self.signature.variables}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self.signature.bind(args, kwargs)

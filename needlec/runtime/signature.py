@@ -24,11 +24,12 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Signature:
-    """A compiled graph's inputs and outputs, in call order."""
+    """A compiled graph's inputs and outputs in call order, and its variables (persistent state)."""
 
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    variables: tuple[TensorSpec, ...] = ()
 
     @staticmethod
     def from_json(text: str) -> "Signature":
@@ -37,7 +38,8 @@ class Signature:
         def specs(items: list[dict]) -> tuple[TensorSpec, ...]:
             return tuple(TensorSpec(d["name"], tuple(d["shape"]), np.dtype(d["dtype"])) for d in items)
 
-        return Signature(data["name"], specs(data["inputs"]), specs(data["outputs"]))
+        return Signature(data["name"], specs(data["inputs"]), specs(data["outputs"]),
+                         specs(data.get("variables", [])))
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.ndarray]:
         """Match positional and named arguments to inputs, validate, return contiguous arrays."""
@@ -58,15 +60,27 @@ class Signature:
                                     f"missing {', '.join(missing)}")
         return [self._check(spec, given[spec.name]) for spec in self.inputs]
 
-    def _check(self, spec: TensorSpec, value: Any) -> np.ndarray:
+    def _check(self, spec: TensorSpec, value: Any, what: str = "input") -> np.ndarray:
         if not isinstance(value, (np.ndarray, np.generic)):
-            raise RuntimeInputError(f"{self.name}: input {spec.name!r} must be a numpy array, "
+            raise RuntimeInputError(f"{self.name}: {what} {spec.name!r} must be a numpy array, "
                                     f"found {type(value).__name__}")
         array = np.asarray(value)
         if array.dtype != spec.dtype:
-            raise RuntimeInputError(f"{self.name}: input {spec.name!r} expected dtype {spec.dtype.name}, "
+            raise RuntimeInputError(f"{self.name}: {what} {spec.name!r} expected dtype {spec.dtype.name}, "
                                     f"found {array.dtype.name}")
         if tuple(array.shape) != spec.shape:
-            raise RuntimeInputError(f"{self.name}: input {spec.name!r} expected shape {spec.shape}, "
+            raise RuntimeInputError(f"{self.name}: {what} {spec.name!r} expected shape {spec.shape}, "
                                     f"found {tuple(array.shape)}")
         return np.asarray(array, order="C")
+
+    def variable_index(self, name: str) -> int:
+        """Slot of variable ``name``; RuntimeInputError naming the known variables otherwise."""
+        for i, spec in enumerate(self.variables):
+            if spec.name == name:
+                return i
+        known = ", ".join(s.name for s in self.variables) or "none"
+        raise RuntimeInputError(f"{self.name}: no variable {name!r}; variables are {known}")
+
+    def check_variable(self, name: str, value: Any) -> np.ndarray:
+        """``value`` validated against variable ``name``'s shape and dtype."""
+        return self._check(self.variables[self.variable_index(name)], value, "variable")

@@ -1,15 +1,19 @@
 """CPU backend: a lowered ``Program`` -> one LLVM module with one entry point.
 
 The module holds every kernel (internal functions, inlined by O3 where it
-pays), the weights as private constants, a static arena for intermediates and
-two exported symbols:
+pays), the weights as private constants, variables (persistent state such as
+trained parameters) as private mutable globals initialised with their first
+value, a static arena for intermediates and three exported symbols:
 
 ``int32_t needlec_run(void **inputs, void **outputs)``
     runs the graph on caller-owned, contiguous input and output buffers;
     returns 0 on success.
 ``const char *needlec_signature(void)``
-    a JSON description of inputs and outputs (name, shape, dtype) used by the
-    loaders to validate every call before it reaches native code.
+    a JSON description of inputs, outputs and variables (name, shape, dtype)
+    used by the loaders to validate every call before it reaches native code.
+``void *needlec_variable(int32_t i)``
+    the storage of variable ``i`` (signature order), or NULL when out of range:
+    read or overwrite parameters and optimizer state between calls.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from needlec.errors import CodegenError
 
 ENTRY = "needlec_run"
 SIGNATURE = "needlec_signature"
+VARIABLE = "needlec_variable"
 ALIGN = 64
 
 
@@ -35,7 +40,7 @@ def signature_json(program: Program) -> str:
         return [{"name": n, "shape": list(s), "dtype": d.np.name} for n, s, d in items]
 
     return json.dumps({"name": program.name, "inputs": entries(program.inputs),
-                       "outputs": entries(program.outputs)})
+                       "outputs": entries(program.outputs), "variables": entries(program.variables)})
 
 
 def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool) -> ir.GlobalVariable:
@@ -56,7 +61,9 @@ def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir
 
     pointers: dict[str, ir.Value] = {}
     for name, data in program.constants.items():
-        pointers[name] = _byte_global(module, f"const.{name}", np.ascontiguousarray(data).tobytes(), True)
+        constant = program.storage[name].kind == "constant"
+        prefix = "const" if constant else "var"
+        pointers[name] = _byte_global(module, f"{prefix}.{name}", np.ascontiguousarray(data).tobytes(), constant)
     arena = None
     if program.arena_size:
         ty = ir.ArrayType(I8, program.arena_size)
@@ -87,7 +94,21 @@ def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir
     sig = _byte_global(module, "signature.text", text, True)
     getter = ir.Function(module, ir.FunctionType(PTR, []), name=SIGNATURE)
     ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
+    _emit_variable_accessor(module, [pointers[name] for name, _, _ in program.variables])
     return module
+
+
+def _emit_variable_accessor(module: ir.Module, variables: list[ir.Value]) -> None:
+    """``needlec_variable(i)``: a switch over the variables' globals, NULL when out of range."""
+    fn = ir.Function(module, ir.FunctionType(PTR, [I32]), name=VARIABLE)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    null = fn.append_basic_block("null")
+    switch = b.switch(fn.args[0], null)
+    for i, var in enumerate(variables):
+        block = fn.append_basic_block(f"v{i}")
+        switch.add_case(ir.Constant(I32, i), block)
+        ir.IRBuilder(block).ret(var)
+    ir.IRBuilder(null).ret(ir.Constant(PTR, None))
 
 
 def compile_module(program: Program, target_machine: "llvm.TargetMachine") -> "llvm.ModuleRef":

@@ -13,7 +13,7 @@ from needlec.compiler.passes.rewrite import Pattern, Rewriter, apply_patterns
 
 
 def _is_splat(value: Value, scalar: float) -> bool:
-    return value.data is not None and value.data.size > 0 and bool(np.all(value.data == scalar))
+    return value.is_constant and value.data.size > 0 and bool(np.all(value.data == scalar))
 
 
 def _identity_operand(identity: float, commutative: bool):  # type: ignore[no-untyped-def]
