@@ -1,0 +1,119 @@
+"""The needlec command: compile, run, ir, passes, ops, and one-line errors with non-zero exits."""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from needlec.cli import main
+from needlec.compiler.ir.parser import parse_graph
+from needlec.compiler.passes import PASS_NAMES
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MLP = str(ROOT / "examples" / "mlp.py")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "needlec.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_compile_then_run_the_shared_library(tmp_path, capsys) -> None:
+    lib = tmp_path / "mlp.so"
+    assert main(["compile", MLP, "-o", str(lib)]) == 0
+    x = np.load(ROOT / "examples" / "mlp_input.npy")
+    np.save(tmp_path / "x.npy", x)
+    out_dir = tmp_path / "out"
+    assert main(["run", str(lib), "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(out_dir)]) == 0
+    (result,) = list(out_dir.iterdir())
+    via_model = tmp_path / "model_out"
+    assert main(["run", MLP, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(via_model)]) == 0
+    np.testing.assert_allclose(np.load(result), np.load(next(via_model.iterdir())), rtol=1e-6)
+
+
+@pytest.mark.parametrize("emit, check", [
+    ("ir", lambda text: parse_graph(text) is not None),
+    ("llvm", lambda text: "define" in text and "needlec_run" in text),
+    ("loops", lambda text: text.startswith("program @mlp") and "kernel k0_" in text),
+])
+def test_compile_emits_text_artifacts(tmp_path, emit, check) -> None:
+    out = tmp_path / f"mlp.{emit}"
+    assert main(["compile", MLP, "-o", str(out), "--emit", emit, "-q"]) == 0
+    assert check(out.read_text())
+
+
+def test_compile_emits_an_object_file(tmp_path) -> None:
+    out = tmp_path / "mlp.o"
+    assert main(["compile", MLP, "-o", str(out), "-q"]) == 0
+    assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_ir_text_model_files_compile(tmp_path) -> None:
+    ir = tmp_path / "mlp.nir"
+    assert main(["compile", MLP, "-o", str(ir), "-q"]) == 0
+    assert main(["compile", str(ir), "-o", str(tmp_path / "again.nir"), "-q"]) == 0
+    assert (tmp_path / "again.nir").read_text() == ir.read_text()
+
+
+def test_ir_prints_every_stage_and_the_requested_passes(capsys) -> None:
+    assert main(["ir", MLP, "--print-after", "cse", "--print-after", "plan_memory"]) == 0
+    out = capsys.readouterr().out
+    for header in ("input graph", "IR after cse", "IR after plan_memory", "graph after the last graph pass",
+                   "loop IR", "LLVM IR (optimised)"):
+        assert header in out
+    assert "IR after dce" not in out
+
+
+def test_ir_print_after_all_and_dump_dir(tmp_path, capsys) -> None:
+    assert main(["ir", MLP, "--stage", "graph", "--print-after-all", "--dump-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"IR after {name} -----" in out for name in PASS_NAMES)
+    assert len(list(tmp_path.iterdir())) == len(PASS_NAMES)
+
+
+def test_passes_and_ops_list(capsys) -> None:
+    assert main(["passes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == list(PASS_NAMES)
+    assert main(["ops"]) == 0
+    assert "conv2d" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compile", "missing.py", "-o", "x.so"], "model file missing.py does not exist"),
+    (["compile", "README.md", "-o", "x.so"], "unsupported file type .md"),
+    (["compile", MLP, "-o", "x.so", "--target", "tpu"], "unknown target 'tpu'"),
+    (["run", "missing.so"], "cannot load missing.so: no such file"),
+    (["run", MLP, "--input", "x"], "--input expects NAME=FILE.npy"),
+])
+def test_errors_print_one_line_and_exit_non_zero(args, message) -> None:
+    result = _cli(*args)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr and result.stderr.startswith("needlec: error:")
+
+
+def test_bad_ir_file_names_the_line(tmp_path) -> None:
+    bad = tmp_path / "bad.nir"
+    bad.write_text("graph @g(%x: f32[2]) {\n  %y: f32[2] = frobnicate(%x)\n  return %y\n}\n")
+    result = _cli("compile", str(bad), "-o", str(tmp_path / "bad.so"))
+    assert result.returncode == 1 and "line 2" in result.stderr and "frobnicate" in result.stderr
+
+
+def test_wrong_input_shape_at_run_time(tmp_path) -> None:
+    lib = tmp_path / "mlp.so"
+    assert main(["compile", MLP, "-o", str(lib), "-q"]) == 0
+    np.save(tmp_path / "x.npy", np.zeros((2, 784), np.float32))
+    result = _cli("run", str(lib), "--input", f"x={tmp_path / 'x.npy'}")
+    assert result.returncode == 1 and "expected shape (4, 784), found (2, 784)" in result.stderr
+
+
+def test_data_dependent_model_file_reports_trace_error(tmp_path) -> None:
+    model = tmp_path / "branchy.py"
+    model.write_text("import numpy as np\n"
+                     "def model(x):\n    return x if (x.sum() > 0) else -x\n"
+                     "example_inputs = (np.ones(3, np.float32),)\n")
+    result = _cli("compile", str(model), "-o", str(tmp_path / "b.so"))
+    assert result.returncode == 1 and "data-dependent" in result.stderr
