@@ -86,7 +86,7 @@ class KernelEmitter:
             self.locals[s.name] = (slot, s.init.dtype)
             b.store(self.expr(s.init), slot)
         elif isinstance(s, Assign):
-            b.store(self.expr(s.value), self.locals[s.name][0])
+            b.store(self.assigned_value(s), self.locals[s.name][0])
         elif isinstance(s, If):
             cond = self.expr(s.cond)
             with b.if_else(cond) as (then, orelse):
@@ -98,6 +98,21 @@ class KernelEmitter:
                         self.stmt(inner)
         else:
             raise CodegenError(f"kernel {self.kernel.name}: cannot emit statement {type(s).__name__}")
+
+    def assigned_value(self, s: Assign) -> ir.Value:
+        """The value of an assignment; a float ``acc = acc + x`` (or ``*``) may be reassociated.
+
+        Why: accumulations are reductions, and LLVM only vectorizes a float
+        reduction it may reorder; the result differs from sequential order by
+        rounding only, as BLAS and every vectorized reduction does.
+        """
+        v = s.value
+        if (isinstance(v, Binary) and v.op in ("add", "mul") and v.dtype.is_float
+                and LocalRef(s.name, v.dtype) in (v.a, v.b)):
+            x, y = self.expr(v.a), self.expr(v.b)
+            emit = self.builder.fadd if v.op == "add" else self.builder.fmul
+            return emit(x, y, flags=("reassoc", "contract"))
+        return self.expr(v)
 
     def loop(self, s: Loop) -> None:
         b = self.builder

@@ -5,22 +5,27 @@ column (K, 1); the added axis is removed from the result. Leading (batch)
 dimensions broadcast. Both operands share one numeric dtype; integers
 accumulate in their own dtype (wrapping), f16 accumulates in f32.
 
-The lowering is the plain schedule later tiling passes start from: loops over
-batch, i and j (j innermost, so stores walk the contiguous output), an
-accumulator local, and an inner k loop.
+The lowering picks its loop order from the operands' layouts (see
+``_streams_rows``): i-k-j accumulation into the output row when B's rows are
+contiguous, otherwise dot products with an accumulator local. Tiling passes
+start from these plain nests.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
+from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, compute_dtype
 from needlec.compiler.ops.registry import OpDef, check, register
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes.autodiff import GradContext
 
 
 def matmul_dims(a: Sequence[int], b: Sequence[int]) -> tuple[tuple[int, ...], int, int, int]:
@@ -58,20 +63,66 @@ def _batch_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int]) -> 
 def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (a, b), (out,) = ins, outs
+    if _streams_rows(b, out):
+        return _lower_row_streaming(kb, a, b, out)
+    return _lower_dot_products(kb, a, b, out)
+
+
+def _streams_rows(b: Operand, out: Operand) -> bool:
+    """Use the i-k-j order when B's rows are contiguous and the output can hold partial sums.
+
+    Why: the inner j loop then walks B and C with unit stride and carries no
+    reduction, so LLVM vectorizes it exactly (no reassociation); f16 outputs
+    keep the dot-product order so partial sums stay in f32.
+    """
+    return b.type.rank > 1 and b.shape[-1] > 1 and b.type.strides_or_default[-1] == 1 \
+        and compute_dtype(out.dtype) == out.dtype
+
+
+def _operand_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int], row: list[Expr],
+                   col: list[Expr]) -> list[Expr]:
+    return _batch_index(x, batch_idx, batch) + row + col
+
+
+def _lower_row_streaming(kb: KernelBuilder, a: Operand, b: Operand, out: Operand) -> list[Stmt]:
+    """C[i, :] = 0; for k: C[i, :] += A[i, k] * B[k, :]."""
+    batch, _, k_extent, n = matmul_dims(a.shape, b.shape)
+    outer = out.shape[:-1]
+
+    def row(idx: list[Var]) -> list[Stmt]:
+        batch_idx = idx[:len(batch)]
+        i: list[Expr] = list(idx[len(batch):])
+        zero = kb.loop_nest([n], lambda j: [out.store([*idx, *j], const(0, out.dtype))], hint="j")
+
+        def accumulate(k: list[Var]) -> list[Stmt]:
+            a_k = a.load(_operand_index(a, batch_idx, batch, i, list(k)))
+
+            def update(j: list[Var]) -> list[Stmt]:
+                product = binary("mul", a_k, b.load(_operand_index(b, batch_idx, batch, list(k), list(j))))
+                return [out.store([*idx, *j], binary("add", out.load([*idx, *j]), product))]
+
+            return kb.loop_nest([n], update, hint="j")
+
+        return [*zero, *kb.loop_nest([k_extent], accumulate, hint="k")]
+
+    return kb.loop_nest(outer, row)
+
+
+def _lower_dot_products(kb: KernelBuilder, a: Operand, b: Operand, out: Operand) -> list[Stmt]:
+    """C[i, j] = sum_k A[i, k] * B[k, j] with an accumulator in the compute dtype."""
     batch, _, k_extent, _ = matmul_dims(a.shape, b.shape)
     work = compute_dtype(out.dtype)
 
     def body(idx: list[Var]) -> list[Stmt]:
         batch_idx = idx[:len(batch)]
         rest = idx[len(batch):]
-        i: Expr = rest.pop(0) if a.type.rank > 1 else Const(0)
-        j: Expr = rest.pop(0) if b.type.rank > 1 else Const(0)
+        i: list[Expr] = [rest.pop(0)] if a.type.rank > 1 else []
+        j: list[Expr] = [rest.pop(0)] if b.type.rank > 1 else []
         acc = kb.name("acc")
 
         def step(k: list[Var]) -> list[Stmt]:
-            a_idx = _batch_index(a, batch_idx, batch) + ([i] if a.type.rank > 1 else []) + k
-            b_idx = _batch_index(b, batch_idx, batch) + k + ([j] if b.type.rank > 1 else [])
-            product = binary("mul", cast(a.load(a_idx), work), cast(b.load(b_idx), work))
+            product = binary("mul", cast(a.load(_operand_index(a, batch_idx, batch, i, list(k))), work),
+                             cast(b.load(_operand_index(b, batch_idx, batch, list(k), j)), work))
             return [Assign(acc, binary("add", LocalRef(acc, work), product))]
 
         return [Local(acc, const(0, work)), *kb.loop_nest([k_extent], step, hint="k"),
@@ -80,5 +131,24 @@ def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Oper
     return kb.loop_nest(out.shape, body)
 
 
-register(OpDef("matmul", 2, _matmul_infer, _matmul_reference, _matmul_lower,
+def _swap_last(ctx: GradContext, x: Value) -> Value:
+    """The matrix transpose of every matrix in the batch (a view)."""
+    rank = x.type.rank
+    return ctx.add("permute", x, perm=[*range(rank - 2), rank - 1, rank - 2])
+
+
+def _matmul_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """dA = g @ B^T, dB = A^T @ g on the operands promoted to matrices, summed over broadcast batch
+    dims and reshaped back to 1-D where an operand was 1-D."""
+    (a, b), (g,) = node.inputs, out_grads
+    batch, m, k, n = matmul_dims(a.shape, b.shape)
+    a2 = ctx.reshape(a, (1, k)) if a.type.rank == 1 else a
+    b2 = ctx.reshape(b, (k, 1)) if b.type.rank == 1 else b
+    g2 = ctx.reshape(g, batch + (m, n))
+    da = ctx.sum_to(ctx.add("matmul", g2, _swap_last(ctx, b2)), a2.shape)
+    db = ctx.sum_to(ctx.add("matmul", _swap_last(ctx, a2), g2), b2.shape)
+    return [ctx.reshape(da, a.shape), ctx.reshape(db, b.shape)]
+
+
+register(OpDef("matmul", 2, _matmul_infer, _matmul_reference, _matmul_lower, grad=_matmul_grad,
                doc="np.matmul: 1-D operands promoted, batch dims broadcast (ints wrap; f16 accumulates in f32)"))
