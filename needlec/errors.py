@@ -38,6 +38,10 @@ class PassError(NeedlecError):
     """A compiler pass failed; the message names the pass and the passes before it."""
 
 
+class AutodiffError(NeedlecError):
+    """A graph cannot be differentiated as asked (integer values, missing gradient rules)."""
+
+
 class CodegenError(NeedlecError):
     """Lowering or native code generation failed."""
 

@@ -39,4 +39,5 @@ def test_every_op_is_complete_and_tested() -> None:
         assert opdef.infer is not None and opdef.reference is not None, name
         assert opdef.is_view or opdef.lower is not None, f"{name} has no lowering"
         assert opdef.doc, f"{name} has no doc"
+        assert opdef.grad is not None, f"{name} has no gradient rule (or NO_GRAD)"
         assert name in tested, f"{name} has no op test case"

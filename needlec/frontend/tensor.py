@@ -22,6 +22,7 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Graph, Value
+from needlec.compiler.ir.types import TensorType
 from needlec.errors import IRError, TraceError
 
 DTypeLike = Any  # a DType, its short or NumPy name, a NumPy dtype or a Python type
@@ -48,23 +49,59 @@ def describe(value: Value) -> str:
 
 @dataclass
 class TraceContext:
-    """The state of one ``trace`` call: its graph and the constants made for Parameters.
+    """The state of one trace: its graph and what the traced code read from Modules.
 
-    ``parameter_names`` maps ``id(parameter)`` to its module path
-    (``layers.0.weight``); each Parameter becomes one constant, on first use.
+    Every ``Parameter`` or ``Buffer`` (module state) read while tracing becomes
+    one graph value on first use: a constant holding its data, or, with
+    ``state_as_inputs``, a graph input (so a compiled function reads the
+    current data on every call); ``state`` maps ``id(state)`` to the pair
+    (state, value) in first-use order. ``state_names`` maps ``id(state)`` to
+    its module path (``layers.0.weight``), the value's name. ``state_updates``
+    collects the new values Modules propose for buffers (train-mode BatchNorm
+    running statistics) when ``track_state_updates`` is set; whoever runs the
+    trace decides whether to apply them (e.g. as graph variable updates).
+    ``modules`` lists the Modules called, so a cache can tell when their
+    settings (``Module.trace_key``) changed.
     """
 
     graph: Graph
-    parameter_names: dict[int, str] = field(default_factory=dict)
-    parameter_values: dict[int, Value] = field(default_factory=dict)
+    state_names: dict[int, str] = field(default_factory=dict)
+    state_as_inputs: bool = False
+    track_state_updates: bool = False
+    state: dict[int, tuple[Any, Value]] = field(default_factory=dict)
+    state_updates: dict[int, tuple[Any, Tensor]] = field(default_factory=dict)
+    modules: dict[int, Any] = field(default_factory=dict)
+    random_offsets: dict[int, int] = field(default_factory=dict)
 
-    def parameter_constant(self, parameter: Any) -> Value:
-        """The graph constant holding ``parameter``'s data (made once per trace)."""
-        key = id(parameter)
-        if key not in self.parameter_values:
-            name = self.parameter_names.get(key, "param")
-            self.parameter_values[key] = self.graph.add_constant(parameter.data, name)
-        return self.parameter_values[key]
+    def state_value(self, state: Any) -> Value:
+        """The graph value holding module state ``state`` (made once per trace, named by module path)."""
+        key = id(state)
+        if key not in self.state:
+            name = self.state_names.get(key, "param")
+            if self.state_as_inputs:
+                value = self.graph.add_input(name, TensorType(state.data.shape, DType.from_numpy(state.data.dtype)))
+            else:
+                value = self.graph.add_constant(state.data, name)
+            self.state[key] = (state, value)
+        return self.state[key][1]
+
+    def propose_update(self, state: Any, new_value: Tensor) -> None:
+        """Record ``new_value`` as the next value of buffer ``state`` (the last proposal wins)."""
+        self.state_updates[id(state)] = (state, new_value)
+
+    def note_module(self, module: Any) -> None:
+        """Remember that ``module`` was called in this trace."""
+        self.modules.setdefault(id(module), module)
+
+    def random_offset(self, stream: int, count: int) -> int:
+        """How many numbers earlier calls drew from random stream ``stream`` in this trace; reserves ``count`` more.
+
+        Lets a Module called twice in one trace (e.g. a shared Dropout) draw
+        different random numbers each time, deterministically.
+        """
+        start = self.random_offsets.get(stream, 0)
+        self.random_offsets[stream] = start + count
+        return start
 
 
 _ACTIVE: list[TraceContext] = []
@@ -78,6 +115,11 @@ def push_context(context: TraceContext) -> None:
 def pop_context() -> None:
     """Leave the innermost active trace."""
     _ACTIVE.pop()
+
+
+def current_context() -> TraceContext | None:
+    """The innermost active trace, or None outside tracing."""
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 def active_context(what: str) -> TraceContext:
@@ -104,9 +146,9 @@ def as_tensor(x: Any, graph: Graph, what: str, dtype: DType | None = None) -> Te
 
     ``dtype`` applies to Python scalars only (weak typing); arrays keep theirs.
     """
-    from needlec.frontend.nn import Parameter
+    from needlec.frontend.nn.module import State
 
-    if isinstance(x, Parameter):
+    if isinstance(x, State):
         x = x.traced()
     if isinstance(x, Tensor):
         if x.graph is not graph:

@@ -17,7 +17,7 @@ import numpy as np
 from needlec import DType, Graph, TensorType
 from needlec.compiler.ir.graph import Value
 
-FAMILIES = ("elementwise", "views", "data", "random", "reduce", "linalg", "window", "conv")
+FAMILIES = ("elementwise", "views", "data", "random", "reduce", "linalg", "window", "conv", "backward")
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir
     sig = _byte_global(module, "signature.text", text, True)
     getter = ir.Function(module, ir.FunctionType(PTR, []), name=SIGNATURE)
     ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
-    _emit_variable_accessor(module, [pointers[name] for name, _, _ in program.variables])
+    _emit_variable_accessor(module, [pointers[n] for n, where in program.storage.items() if where.kind == "variable"])
     return module
 
 

@@ -1,13 +1,17 @@
-"""Shape rules and lowerings shared by several ops (broadcasting, elementwise nests)."""
+"""Shape rules, lowerings and gradient helpers shared by several ops (broadcasting, elementwise nests)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.graph import Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import KernelBuilder, Operand, cast
 from needlec.compiler.loops.ir import Expr, Stmt
 from needlec.compiler.ops.registry import check
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes.autodiff import GradContext
 
 
 def broadcast_shapes(op: str, *shapes: Sequence[int]) -> tuple[int, ...]:
@@ -68,3 +72,42 @@ def lower_elementwise(fn: ScalarFn, promote: bool = True) -> Callable:
         return kb.loop_nest(out.shape, body)
 
     return lower
+
+
+# -- helpers shared by gradient rules -------------------------------------------------------------
+# Each takes the rule's ``GradContext`` and builds registered primitives only, so gradients of
+# gradients work.
+
+def grad_where(ctx: GradContext, cond: Value, value: Value) -> Value:
+    """``cond ? value : 0`` (broadcasting): route a gradient by a mask."""
+    return ctx.add("where", cond, value, ctx.const(0.0, value))
+
+
+def grad_flip(ctx: GradContext, x: Value, axes: Sequence[int]) -> Value:
+    """``x`` reversed along ``axes`` (a negative-step slice view)."""
+    if not axes:
+        return x
+    return ctx.add("slice", x, starts=[x.shape[a] - 1 for a in axes], stops=[-x.shape[a] - 1 for a in axes],
+                   steps=[-1] * len(axes), axes=list(axes))
+
+
+def grad_place(ctx: GradContext, x: Value, placements: Mapping[int, tuple[int, int, int]]) -> Value:
+    """Zeros with ``x`` written in, as one ``pad`` node.
+
+    ``placements`` maps an axis to ``(begin, total, step)``: along it the
+    result has ``total`` elements and element ``i`` of ``x`` lands at
+    ``begin + i * step``; what lands outside ``[0, total)`` is dropped.
+    """
+    rank = x.type.rank
+    pads, interior = [0] * (2 * rank), [0] * rank
+    for axis, (begin, total, step) in placements.items():
+        n = x.shape[axis]
+        spread = (n - 1) * step + 1 if n else 0
+        end = total - begin - spread
+        if begin >= total or begin + spread <= 0:  # nothing lands inside: crop it all, pad to total
+            begin, end = -spread, total
+        pads[axis], pads[rank + axis] = begin, end
+        interior[axis] = step - 1 if n > 1 else 0
+    if not any(pads) and not any(interior):
+        return x
+    return ctx.add("pad", x, pads=pads, interior=interior if any(interior) else [])

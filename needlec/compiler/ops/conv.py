@@ -8,20 +8,28 @@ only; f16 accumulates in f32. Bias is a separate ``add``.
 The lowering loops over n, (group,) output channel, oh, ow with an
 accumulator local and inner ic / kh / kw loops; ``If`` guards skip padded
 positions, so nothing is read out of bounds.
+
+Both gradients are conv2d again (plus views and pads), so double backward
+needs nothing more: dx is the transposed convolution and dw correlates x with
+g, the batch playing the channel role.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import FLOAT_DTYPES, DType
+from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import KernelBuilder, Operand, add, binary, cast, const, mul
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype
+from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_flip
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
-from needlec.compiler.ops.window import Window, window_geometry, window_loops
+from needlec.compiler.ops.window import Window, spread_to_input, window_geometry, window_loops
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes.autodiff import GradContext
 
 
 def _geometry(x: Sequence[int], w: Sequence[int], attrs: Mapping[str, Any]) -> Window:
@@ -98,8 +106,46 @@ def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operan
     return kb.loop_nest(shape, body)
 
 
+def _grad_input(ctx: GradContext, g: Value, w: Value, window: Window, groups: int) -> Value:
+    """dx: the transposed convolution, a stride-1 conv2d of g spread by the strides and padded, with the
+    kernel flipped and its channel axes swapped within each group ((O, C/G) -> (C, O/G))."""
+    out_channels, group_channels, kh, kw = w.shape
+    per_group_out = out_channels // groups
+    regrouped = ctx.add("permute", ctx.reshape(w, (groups, per_group_out, group_channels, kh, kw)),
+                        perm=[0, 2, 1, 3, 4])
+    kernel = grad_flip(ctx, ctx.reshape(regrouped, (groups * group_channels, per_group_out, kh, kw)), [2, 3])
+    return ctx.add("conv2d", spread_to_input(ctx, g, window), kernel, groups=groups,
+                   dilations=list(window.dilations))
+
+
+def _grad_weight(ctx: GradContext, g: Value, x: Value, window: Window, groups: int,
+                 kernel: Sequence[int]) -> Value:
+    """dw: a conv2d correlating x with g, the batch acting as channels (strides and dilations trade
+    places): x as (C/G, G * N, H, W) with groups G, g as (O, N, oH, oW); the result (C/G, O, ...) is
+    transposed and cut to the kernel extent."""
+    n, channels, h, w = x.shape
+    group_channels = channels // groups
+    batched = ctx.add("permute", ctx.reshape(x, (n, groups, group_channels, h, w)), perm=[2, 1, 0, 3, 4])
+    images = ctx.reshape(batched, (group_channels, groups * n, h, w))
+    filters = ctx.add("permute", g, perm=[1, 0, 2, 3])
+    pads = [*window.pads_begin, *window.pads_end]
+    full = ctx.add("conv2d", images, filters, groups=groups, strides=list(window.dilations),
+                   dilations=list(window.strides), pads=pads)
+    return ctx.add("slice", ctx.add("permute", full, perm=[1, 0, 2, 3]), starts=[0, 0], stops=list(kernel),
+                   steps=[1, 1], axes=[2, 3])
+
+
+def _conv_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    (x, w), (g,) = node.inputs, out_grads
+    if x.type.size == 0:
+        return [ctx.zeros(x), ctx.zeros(w)]
+    window = _geometry(x.shape, w.shape, node.attrs)
+    groups = node.attrs["groups"]
+    return [_grad_input(ctx, g, w, window, groups), _grad_weight(ctx, g, x, window, groups, w.shape[2:])]
+
+
 register(OpDef(
-    "conv2d", 2, _conv_infer, _conv_reference, _conv_lower,
+    "conv2d", 2, _conv_infer, _conv_reference, _conv_lower, grad=_conv_grad,
     attrs={"strides": Attr("ints", (1, 1)), "pads": Attr("ints", (0, 0, 0, 0)),
            "dilations": Attr("ints", (1, 1)), "groups": Attr("int", 1)},
     doc="grouped 2-D convolution of x (N,C,H,W) with w (O,C/groups,kH,kW); ONNX pads (top,left,bottom,right)"))

@@ -1,23 +1,30 @@
 """Elementwise primitives: unary math, binary ops with NumPy broadcasting, where, cast.
 
 Each op is one row of a table: (name, allowed dtypes, NumPy reference, scalar
-loop-IR expression). The loop-IR binary ops follow NumPy semantics for every
-dtype (integer division truncates and gives 0 on division by zero, ``mod`` is
-floor-mod), so references and lowerings agree on edge cases.
+loop-IR expression, gradient rule). The loop-IR binary ops follow NumPy
+semantics for every dtype (integer division truncates and gives 0 on division
+by zero, ``mod`` is floor-mod), so references and lowerings agree on edge
+cases. Gradient rules
+follow PyTorch where it defines a value at a kink: relu'(0) = abs'(0) = 0 and
+max/min split the gradient evenly between equal operands.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES, DType
+from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import binary, cast, const, select, unary
 from needlec.compiler.loops.ir import Expr
-from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, lower_elementwise
-from needlec.compiler.ops.registry import Attr, OpDef, register
+from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, grad_where, lower_elementwise
+from needlec.compiler.ops.registry import NO_GRAD, Attr, GradFn, OpDef, register
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes.autodiff import GradContext
 
 BOOL = frozenset({DType.BOOL})
 
@@ -62,51 +69,125 @@ def _np_mod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.mod(a, b)
 
 
-# name -> (dtypes, reference, scalar expression, doc)
-UNARY: dict[str, tuple[frozenset[DType], Callable[[np.ndarray], np.ndarray], Callable[[Expr], Expr], str]] = {
-    "neg": (NUMERIC_DTYPES, np.negative, lambda x: unary("neg", x), "-x"),
-    "abs": (NUMERIC_DTYPES, np.abs, lambda x: unary("abs", x), "|x|"),
-    "exp": (FLOAT_DTYPES, np.exp, lambda x: unary("exp", x), "e**x"),
-    "log": (FLOAT_DTYPES, np.log, lambda x: unary("log", x), "natural logarithm"),
-    "sqrt": (FLOAT_DTYPES, np.sqrt, lambda x: unary("sqrt", x), "square root"),
+# -- gradient rules: d(input) from the input(s) x / a, b, the output y and the output gradient g --------
+
+UnaryGrad = Callable[["GradContext", Value, Value, Value], Value]
+BinaryGrad = Callable[["GradContext", Value, Value, Value, Value], tuple[Value, Value]]
+
+
+def _d_abs(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("mul", g, ctx.add("sign", x))  # sign(0) = 0 gives abs'(0) = 0, as PyTorch
+
+
+def _d_sqrt(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("div", g, ctx.add("mul", y, ctx.const(2.0, y)))
+
+
+def _d_rsqrt(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("mul", ctx.add("div", ctx.add("mul", g, y), x), ctx.const(-0.5, y))
+
+
+def _d_reciprocal(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("neg", ctx.add("mul", g, ctx.add("mul", y, y)))
+
+
+def _d_tanh(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("mul", g, ctx.add("sub", ctx.const(1.0, y), ctx.add("mul", y, y)))
+
+
+def _d_sigmoid(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("mul", g, ctx.add("mul", y, ctx.add("sub", ctx.const(1.0, y), y)))
+
+
+def _d_relu(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return grad_where(ctx, ctx.add("gt", x, ctx.const(0.0, x)), g)  # relu'(0) = 0, as PyTorch
+
+
+def _d_erf(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    bell = ctx.add("exp", ctx.add("neg", ctx.add("mul", x, x)))
+    return ctx.add("mul", g, ctx.add("mul", bell, ctx.const(2.0 / math.sqrt(math.pi), x)))
+
+
+def _d_pow(ctx: GradContext, a: Value, b: Value, y: Value, g: Value) -> tuple[Value, Value]:
+    """PyTorch's masks: d/da is 0 where b == 0, d/db is 0 where a == 0 and b >= 0 (no 0 * inf)."""
+    power = ctx.add("pow", a, ctx.add("sub", b, ctx.const(1.0, b)))
+    da = grad_where(ctx, ctx.add("ne", b, ctx.const(0.0, b)), ctx.add("mul", g, ctx.add("mul", b, power)))
+    zero_base = ctx.add("logical_and", ctx.add("eq", a, ctx.const(0.0, a)), ctx.add("ge", b, ctx.const(0.0, b)))
+    db = ctx.add("mul", g, ctx.add("where", zero_base, ctx.const(0.0, y), ctx.add("mul", y, ctx.add("log", a))))
+    return da, db
+
+
+def _d_extremum(wins: str) -> BinaryGrad:
+    """max (``wins`` = gt) / min (lt): the winner gets g, ties split it evenly (PyTorch's maximum/minimum)."""
+    loses = {"gt": "lt", "lt": "gt"}[wins]
+
+    def rule(ctx: GradContext, a: Value, b: Value, y: Value, g: Value) -> tuple[Value, Value]:
+        half = grad_where(ctx, ctx.add("eq", a, b), ctx.add("mul", g, ctx.const(0.5, g)))
+        return (ctx.add("where", ctx.add(wins, a, b), g, half),
+                ctx.add("where", ctx.add(loses, a, b), g, half))
+
+    return rule
+
+
+# name -> (dtypes, reference, scalar expression, doc, gradient rule or NO_GRAD)
+UNARY: dict[str, tuple[frozenset[DType], Callable[[np.ndarray], np.ndarray], Callable[[Expr], Expr], str,
+                       UnaryGrad | GradFn]] = {
+    "neg": (NUMERIC_DTYPES, np.negative, lambda x: unary("neg", x), "-x",
+            lambda ctx, x, y, g: ctx.add("neg", g)),
+    "abs": (NUMERIC_DTYPES, np.abs, lambda x: unary("abs", x), "|x|", _d_abs),
+    "exp": (FLOAT_DTYPES, np.exp, lambda x: unary("exp", x), "e**x",
+            lambda ctx, x, y, g: ctx.add("mul", g, y)),
+    "log": (FLOAT_DTYPES, np.log, lambda x: unary("log", x), "natural logarithm",
+            lambda ctx, x, y, g: ctx.add("div", g, x)),
+    "sqrt": (FLOAT_DTYPES, np.sqrt, lambda x: unary("sqrt", x), "square root", _d_sqrt),
     "rsqrt": (FLOAT_DTYPES, lambda x: 1 / np.sqrt(x), lambda x: binary("div", _one(x), unary("sqrt", x)),
-              "1 / sqrt(x)"),
-    "reciprocal": (FLOAT_DTYPES, lambda x: 1 / x, lambda x: binary("div", _one(x), x), "1 / x"),
-    "tanh": (FLOAT_DTYPES, np.tanh, lambda x: unary("tanh", x), "hyperbolic tangent"),
+              "1 / sqrt(x)", _d_rsqrt),
+    "reciprocal": (FLOAT_DTYPES, lambda x: 1 / x, lambda x: binary("div", _one(x), x), "1 / x", _d_reciprocal),
+    "tanh": (FLOAT_DTYPES, np.tanh, lambda x: unary("tanh", x), "hyperbolic tangent", _d_tanh),
     "sigmoid": (FLOAT_DTYPES, lambda x: 1 / (1 + np.exp(-x)),
                 lambda x: binary("div", _one(x), binary("add", _one(x), unary("exp", unary("neg", x)))),
-                "1 / (1 + e**-x)"),
+                "1 / (1 + e**-x)", _d_sigmoid),
     "relu": (NUMERIC_DTYPES, lambda x: np.maximum(x, 0).astype(x.dtype), lambda x: binary("max", x, _zero(x)),
-             "max(x, 0)"),
-    "erf": (FLOAT_DTYPES, _erf, lambda x: unary("erf", x), "Gauss error function"),
-    "sin": (FLOAT_DTYPES, np.sin, lambda x: unary("sin", x), "sine"),
-    "cos": (FLOAT_DTYPES, np.cos, lambda x: unary("cos", x), "cosine"),
-    "floor": (FLOAT_DTYPES, np.floor, lambda x: unary("floor", x), "round down"),
-    "ceil": (FLOAT_DTYPES, np.ceil, lambda x: unary("ceil", x), "round up"),
-    "round": (FLOAT_DTYPES, np.round, lambda x: unary("round", x), "round half to even"),
-    "sign": (NUMERIC_DTYPES, np.sign, _sign, "-1, 0 or 1 (NaN stays NaN)"),
-    "logical_not": (BOOL, np.logical_not, lambda x: unary("not", x), "boolean not"),
+             "max(x, 0)", _d_relu),
+    "erf": (FLOAT_DTYPES, _erf, lambda x: unary("erf", x), "Gauss error function", _d_erf),
+    "sin": (FLOAT_DTYPES, np.sin, lambda x: unary("sin", x), "sine",
+            lambda ctx, x, y, g: ctx.add("mul", g, ctx.add("cos", x))),
+    "cos": (FLOAT_DTYPES, np.cos, lambda x: unary("cos", x), "cosine",
+            lambda ctx, x, y, g: ctx.add("mul", g, ctx.add("neg", ctx.add("sin", x)))),
+    # piecewise constant: the gradient is 0 almost everywhere
+    "floor": (FLOAT_DTYPES, np.floor, lambda x: unary("floor", x), "round down", NO_GRAD),
+    "ceil": (FLOAT_DTYPES, np.ceil, lambda x: unary("ceil", x), "round up", NO_GRAD),
+    "round": (FLOAT_DTYPES, np.round, lambda x: unary("round", x), "round half to even", NO_GRAD),
+    "sign": (NUMERIC_DTYPES, np.sign, _sign, "-1, 0 or 1 (NaN stays NaN)", NO_GRAD),
+    "logical_not": (BOOL, np.logical_not, lambda x: unary("not", x), "boolean not", NO_GRAD),
 }
 
-# name -> (dtypes, result is bool, reference, loop-IR binary op)
-BINARY: dict[str, tuple[frozenset[DType], bool, Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = {
-    "add": (NUMERIC_DTYPES, False, np.add, "add"),
-    "sub": (NUMERIC_DTYPES, False, np.subtract, "sub"),
-    "mul": (NUMERIC_DTYPES, False, np.multiply, "mul"),
-    "div": (NUMERIC_DTYPES, False, _np_div, "div"),
-    "pow": (FLOAT_DTYPES, False, np.power, "pow"),
-    "max": (NUMERIC_DTYPES, False, np.maximum, "max"),
-    "min": (NUMERIC_DTYPES, False, np.minimum, "min"),
-    "mod": (NUMERIC_DTYPES, False, _np_mod, "mod"),
-    "eq": (ALL_DTYPES, True, np.equal, "eq"),
-    "ne": (ALL_DTYPES, True, np.not_equal, "ne"),
-    "lt": (NUMERIC_DTYPES, True, np.less, "lt"),
-    "le": (NUMERIC_DTYPES, True, np.less_equal, "le"),
-    "gt": (NUMERIC_DTYPES, True, np.greater, "gt"),
-    "ge": (NUMERIC_DTYPES, True, np.greater_equal, "ge"),
-    "logical_and": (BOOL, False, np.logical_and, "and"),
-    "logical_or": (BOOL, False, np.logical_or, "or"),
-    "logical_xor": (BOOL, False, np.logical_xor, "xor"),
+# name -> (dtypes, result is bool, reference, loop-IR binary op, gradient rule or NO_GRAD)
+BINARY: dict[str, tuple[frozenset[DType], bool, Callable[[np.ndarray, np.ndarray], np.ndarray], str,
+                        BinaryGrad | GradFn]] = {
+    "add": (NUMERIC_DTYPES, False, np.add, "add", lambda ctx, a, b, y, g: (g, g)),
+    "sub": (NUMERIC_DTYPES, False, np.subtract, "sub", lambda ctx, a, b, y, g: (g, ctx.add("neg", g))),
+    "mul": (NUMERIC_DTYPES, False, np.multiply, "mul",
+            lambda ctx, a, b, y, g: (ctx.add("mul", g, b), ctx.add("mul", g, a))),
+    "div": (NUMERIC_DTYPES, False, _np_div, "div",  # d/db (a / b) = -y / b
+            lambda ctx, a, b, y, g: (ctx.add("div", g, b),
+                                     ctx.add("neg", ctx.add("div", ctx.add("mul", g, y), b)))),
+    "pow": (FLOAT_DTYPES, False, np.power, "pow", _d_pow),
+    "max": (NUMERIC_DTYPES, False, np.maximum, "max", _d_extremum("gt")),
+    "min": (NUMERIC_DTYPES, False, np.minimum, "min", _d_extremum("lt")),
+    # a mod b = a - b * floor(a / b)
+    "mod": (NUMERIC_DTYPES, False, _np_mod, "mod",
+            lambda ctx, a, b, y, g: (g, ctx.add("neg", ctx.add("mul", g,
+                                                             ctx.add("floor", ctx.add("div", a, b)))))),
+    "eq": (ALL_DTYPES, True, np.equal, "eq", NO_GRAD),
+    "ne": (ALL_DTYPES, True, np.not_equal, "ne", NO_GRAD),
+    "lt": (NUMERIC_DTYPES, True, np.less, "lt", NO_GRAD),
+    "le": (NUMERIC_DTYPES, True, np.less_equal, "le", NO_GRAD),
+    "gt": (NUMERIC_DTYPES, True, np.greater, "gt", NO_GRAD),
+    "ge": (NUMERIC_DTYPES, True, np.greater_equal, "ge", NO_GRAD),
+    "logical_and": (BOOL, False, np.logical_and, "and", NO_GRAD),
+    "logical_or": (BOOL, False, np.logical_or, "or", NO_GRAD),
+    "logical_xor": (BOOL, False, np.logical_xor, "xor", NO_GRAD),
 }
 
 
@@ -146,14 +227,35 @@ def _binary_reference(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], to_boo
     return reference
 
 
-for _name, (_dtypes, _ref, _expr, _doc) in UNARY.items():
-    register(OpDef(_name, 1, _unary_infer(_name, _dtypes), _unary_reference(_ref),
-                   lower_elementwise(lambda args, f=_expr: f(args[0])), doc=_doc))
+def _unary_grad(rule: UnaryGrad | GradFn) -> GradFn:
+    if rule is NO_GRAD:
+        return NO_GRAD
 
-for _name, (_dtypes, _to_bool, _ref, _op) in BINARY.items():
+    def grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+        return [rule(ctx, node.inputs[0], node.outputs[0], out_grads[0])]
+
+    return grad
+
+
+def _binary_grad(rule: BinaryGrad | GradFn) -> GradFn:
+    if rule is NO_GRAD:
+        return NO_GRAD
+
+    def grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+        a, b = node.inputs
+        return list(rule(ctx, a, b, node.outputs[0], out_grads[0]))
+
+    return grad
+
+
+for _name, (_dtypes, _ref, _expr, _doc, _grad) in UNARY.items():
+    register(OpDef(_name, 1, _unary_infer(_name, _dtypes), _unary_reference(_ref),
+                   lower_elementwise(lambda args, f=_expr: f(args[0])), grad=_unary_grad(_grad), doc=_doc))
+
+for _name, (_dtypes, _to_bool, _ref, _loop_op, _grad) in BINARY.items():
     register(OpDef(_name, 2, _binary_infer(_name, _dtypes, _to_bool), _binary_reference(_ref, _to_bool),
-                   lower_elementwise(lambda args, op=_op: binary(op, args[0], args[1])),
-                   doc=f"elementwise {_name} with NumPy broadcasting"))
+                   lower_elementwise(lambda args, op=_loop_op: binary(op, args[0], args[1])),
+                   grad=_binary_grad(_grad), doc=f"elementwise {_name} with NumPy broadcasting"))
 
 
 def _where_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
@@ -163,11 +265,17 @@ def _where_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[
     return [TensorType(broadcast_shapes("where", cond.shape, a.shape, b.shape), dtype)]
 
 
+def _where_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """The gradient goes to the branch the condition picked."""
+    cond, (g,) = node.inputs[0], out_grads
+    return [None, grad_where(ctx, cond, g), ctx.add("where", cond, ctx.const(0.0, g), g)]
+
+
 register(OpDef(
     "where", 3, _where_infer,
     lambda args, attrs: [np.where(*args).astype(args[1].dtype)],
     lower_elementwise(lambda args: select(args[0], args[1], args[2])),
-    doc="cond ? a : b with NumPy broadcasting"))
+    grad=_where_grad, doc="cond ? a : b with NumPy broadcasting"))
 
 
 def _cast_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
@@ -183,5 +291,11 @@ def _cast_lower(kb, ins, outs, attrs):  # type: ignore[no-untyped-def]
     return lower_elementwise(lambda args: cast(args[0], attrs["dtype"]), promote=False)(kb, ins, outs, attrs)
 
 
-register(OpDef("cast", 1, _cast_infer, _cast_reference, _cast_lower,
-               attrs={"dtype": Attr("dtype")}, doc="convert to another dtype (float->int truncates)"))
+def _cast_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """float -> float passes the gradient through (the driver casts it back); through an integer there is none."""
+    floats = node.inputs[0].dtype.is_float and node.outputs[0].dtype.is_float
+    return [out_grads[0] if floats else None]
+
+
+register(OpDef("cast", 1, _cast_infer, _cast_reference, _cast_lower, attrs={"dtype": Attr("dtype")},
+               grad=_cast_grad, doc="convert to another dtype (float->int truncates)"))

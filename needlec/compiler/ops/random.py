@@ -28,7 +28,7 @@ from needlec.compiler.ir.types import TensorType, contiguous_strides
 from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const, linear_index
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt
 from needlec.compiler.ops.data import check_shape
-from needlec.compiler.ops.registry import Attr, OpDef, check, register
+from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
@@ -105,6 +105,6 @@ def _random_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Oper
 register(OpDef(
     "random_uniform", 0, _random_infer, _random_reference, _random_lower,
     attrs={"shape": Attr("ints"), "seed": Attr("int"), "dtype": Attr("dtype", DType.F32),
-           "offset": Attr("int", 0)},
+           "offset": Attr("int", 0)}, grad=NO_GRAD,
     doc="uniform floats in [0, 1): element i is SplitMix64 output offset + i of the stream keyed by seed "
         "(counter-based, bit-identical in NumPy and native code)"))

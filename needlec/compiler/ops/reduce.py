@@ -13,19 +13,28 @@ above every number for argmax and below every number for argmin, so the
 first NaN wins (the last one with ``select_last_index``). Ties go to the first
 index, or to the last with ``select_last_index``. Reducing an empty axis is a
 ShapeError.
+
+Gradients: a sum broadcasts g back; a product multiplies g by the product of
+the other elements (exact at zeros); max/min send g to the elements equal to
+the result, split evenly between ties (as ``torch.amax``/``amin``);
+argmax/argmin have none.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import ALL_DTYPES, NUMERIC_DTYPES, DType
+from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const, select
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype, normalize_axis
-from needlec.compiler.ops.registry import Attr, OpDef, check, register
+from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_where, normalize_axis
+from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes.autodiff import GradContext
 
 # name -> (dtypes, loop-IR combine op, NumPy reducer, doc)
 REDUCTIONS: dict[str, tuple[frozenset[DType], str, Callable[..., np.ndarray], str]] = {
@@ -115,9 +124,46 @@ def _reduce_lower(name: str, op: str) -> Callable:
     return lower
 
 
+def _kept(ctx: GradContext, node: Node, v: Value) -> Value:
+    """``v`` (shaped like the node's output) reshaped to the keepdims shape, ready to broadcast against x."""
+    x = node.inputs[0]
+    axes = reduced_axes(node.op, node.attrs["axes"], x.type.rank)
+    return ctx.reshape(v, reduced_shape(x.shape, axes, True))
+
+
+def _sum_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    return [ctx.broadcast(_kept(ctx, node, out_grads[0]), node.inputs[0].shape)]
+
+
+def _prod_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """g times the product of the other elements: y / x, or, at a zero of x, the product of the
+    nonzero others when it is the only zero (0 otherwise). No division by zero, so no NaN downstream."""
+    (x,), (y,) = node.inputs, node.outputs
+    axes = reduced_axes(node.op, node.attrs["axes"], x.type.rank)
+    zero = ctx.add("eq", x, ctx.const(0.0, x))
+    nonzero = ctx.add("where", zero, ctx.const(1.0, x), x)
+    zeros_in_group = ctx.add("reduce_sum", ctx.add("cast", zero, dtype=x.dtype), axes=axes, keepdims=True)
+    others_of_zero = grad_where(ctx, ctx.add("eq", zeros_in_group, ctx.const(1.0, x)),
+                                ctx.add("reduce_prod", nonzero, axes=axes, keepdims=True))
+    others = ctx.add("where", zero, others_of_zero, ctx.add("div", _kept(ctx, node, y), nonzero))
+    return [ctx.add("mul", _kept(ctx, node, out_grads[0]), others)]
+
+
+def _extremum_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """g goes to the elements equal to the result, split evenly between ties (torch.amax / amin)."""
+    (x,), (y,) = node.inputs, node.outputs
+    axes = reduced_axes(node.op, node.attrs["axes"], x.type.rank)
+    hit = ctx.add("eq", x, _kept(ctx, node, y))
+    ties = ctx.add("reduce_sum", ctx.add("cast", hit, dtype=x.dtype), axes=axes, keepdims=True)
+    return [grad_where(ctx, hit, ctx.add("div", _kept(ctx, node, out_grads[0]), ties))]
+
+
+REDUCE_GRADS = {"reduce_sum": _sum_grad, "reduce_prod": _prod_grad,
+                "reduce_max": _extremum_grad, "reduce_min": _extremum_grad}
+
 for _name, (_dtypes, _op, _reducer, _doc) in REDUCTIONS.items():
     register(OpDef(_name, 1, _reduce_infer(_name, _dtypes), _reduce_reference(_name, _op, _reducer),
-                   _reduce_lower(_name, _op), attrs=REDUCE_ATTRS, doc=_doc))
+                   _reduce_lower(_name, _op), attrs=REDUCE_ATTRS, grad=REDUCE_GRADS[_name], doc=_doc))
 
 
 def _arg_infer(name: str) -> Callable:
@@ -187,4 +233,4 @@ def _arg_lower(name: str) -> Callable:
 for _name, _finder, _doc in (("argmax", np.argmax, "index of the maximum along axis (i64; first NaN wins)"),
                              ("argmin", np.argmin, "index of the minimum along axis (i64; first NaN wins)")):
     register(OpDef(_name, 1, _arg_infer(_name), _arg_reference(_name, _finder), _arg_lower(_name),
-                   attrs=ARG_ATTRS, doc=_doc))
+                   attrs=ARG_ATTRS, grad=NO_GRAD, doc=_doc))

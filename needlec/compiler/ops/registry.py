@@ -3,7 +3,7 @@
 Each primitive keeps side by side (as JAX's lax.py does): its attribute schema,
 its shape/dtype rule, its NumPy reference, its lowering to loop IR and (slot
 for the training work) its gradient rule. Backends only ever see primitives
-registered here; ``tests/test_registry.py`` fails when an op lacks a rule.
+registered here; ``tests/test_ops.py`` fails when an op lacks a rule or a test case.
 """
 from __future__ import annotations
 

@@ -8,13 +8,17 @@ a copy pays off or is required (graph outputs, reshaping a strided value).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType, contiguous_strides
-from needlec.compiler.ops.common import lower_elementwise, normalize_axis
+from needlec.compiler.ops.common import grad_flip, grad_place, lower_elementwise, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes.autodiff import GradContext
 
 
 def is_dense(t: TensorType) -> bool:
@@ -84,21 +88,57 @@ def _slice_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> li
     return [x[tuple(index)]]
 
 
+def _reshape_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    return [ctx.reshape(out_grads[0], node.inputs[0].shape)]
+
+
+def _permute_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """The inverse permutation."""
+    inverse = [0] * len(node.attrs["perm"])
+    for i, p in enumerate(node.attrs["perm"]):
+        inverse[p] = i
+    return [ctx.add("permute", out_grads[0], perm=inverse)]
+
+
+def _slice_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """Zeros with g written back where the slice read: flip the negative-step axes, then one pad
+    places each axis at its lowest index read, spread by the step."""
+    (x,), (g,) = node.inputs, out_grads
+    attrs = node.attrs
+    placements: dict[int, tuple[int, int, int]] = {}
+    flipped = []
+    for start, stop, step, axis in zip(attrs["starts"], attrs["stops"], attrs["steps"], attrs["axes"]):
+        axis = normalize_axis("slice", axis, x.type.rank)
+        first, count = slice_bounds(x.shape[axis], start, stop, step)
+        if step < 0:
+            flipped.append(axis)
+            first += (count - 1) * step if count else 0
+        placements[axis] = (first, x.shape[axis], abs(step))
+    return [grad_place(ctx, grad_flip(ctx, g, flipped), placements)]
+
+
 def _copy_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
     return [types[0].contiguous()]
 
 
 INTS = Attr("ints")
 
+def _identity_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
+    """The gradient passes through (for broadcast_to the driver sums it back over the broadcast axes)."""
+    return [out_grads[0]]
+
+
 register(OpDef("reshape", 1, _reshape_infer, lambda a, at: [a[0].reshape(at["shape"])], None,
-               attrs={"shape": INTS}, is_view=True, doc="same elements, new shape (dense inputs only)"))
+               attrs={"shape": INTS}, is_view=True, grad=_reshape_grad,
+               doc="same elements, new shape (dense inputs only)"))
 register(OpDef("permute", 1, _permute_infer, lambda a, at: [np.transpose(a[0], at["perm"])], None,
-               attrs={"perm": INTS}, is_view=True, doc="reorder axes (output axis i is input axis perm[i])"))
+               attrs={"perm": INTS}, is_view=True, grad=_permute_grad,
+               doc="reorder axes (output axis i is input axis perm[i])"))
 register(OpDef("broadcast_to", 1, _broadcast_infer, lambda a, at: [np.broadcast_to(a[0], at["shape"])], None,
-               attrs={"shape": INTS}, is_view=True, doc="NumPy broadcast as a stride-0 view"))
+               attrs={"shape": INTS}, is_view=True, grad=_identity_grad, doc="NumPy broadcast as a stride-0 view"))
 register(OpDef("slice", 1, _slice_infer, _slice_reference, None,
-               attrs={"starts": INTS, "stops": INTS, "steps": INTS, "axes": INTS}, is_view=True,
+               attrs={"starts": INTS, "stops": INTS, "steps": INTS, "axes": INTS}, is_view=True, grad=_slice_grad,
                doc="x[start:stop:step] on the given axes (Python semantics, negative steps allowed)"))
 register(OpDef("copy", 1, _copy_infer, lambda a, at: [np.array(a[0], order="C")],
-               lower_elementwise(lambda args: args[0], promote=False),
+               lower_elementwise(lambda args: args[0], promote=False), grad=_identity_grad,
                doc="materialise any layout as a contiguous buffer"))

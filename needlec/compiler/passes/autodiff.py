@@ -20,7 +20,7 @@ import numpy as np
 from needlec.compiler.ir.graph import Graph, Node, Value
 from needlec.compiler.ops.registry import NO_GRAD, get_op
 from needlec.compiler.ops.views import is_dense
-from needlec.errors import NeedlecError
+from needlec.errors import AutodiffError
 
 
 class GradContext:
@@ -82,7 +82,7 @@ def gradients(graph: Graph, ys: Sequence[Value], xs: Sequence[Value],
     """
     for v in [*ys, *xs]:
         if not v.dtype.is_float:
-            raise NeedlecError(f"autodiff: %{v.name} has dtype {v.dtype.value}; only float values have gradients")
+            raise AutodiffError(f"autodiff: %{v.name} has dtype {v.dtype.value}; only float values have gradients")
     forward = list(graph.nodes)
     needed = _depends_on(graph, xs)
     root = GradContext(graph, None)
@@ -96,8 +96,9 @@ def gradients(graph: Graph, ys: Sequence[Value], xs: Sequence[Value],
         grads[id(value)] = g if prev is None else ctx.add("add", prev, g)
 
     for i, y in enumerate(ys):
-        seed = seeds[i] if seeds is not None else root.add("fill", shape=list(y.shape), value=1.0, dtype=y.dtype)
-        accumulate(y, seed, root)
+        at_y = GradContext(graph, y.producer)  # the seed belongs to the node computing y
+        seed = seeds[i] if seeds is not None else at_y.add("fill", shape=list(y.shape), value=1.0, dtype=y.dtype)
+        accumulate(y, seed, at_y)
     for node in reversed(forward):
         out_grads = [grads.get(id(v)) for v in node.outputs]
         if all(g is None for g in out_grads):
@@ -107,13 +108,13 @@ def gradients(graph: Graph, ys: Sequence[Value], xs: Sequence[Value],
             continue
         opdef = get_op(node.op)
         if opdef.grad is None:
-            raise NeedlecError(f"autodiff: op {node.op} (node %{node.name}) has no gradient rule")
+            raise AutodiffError(f"autodiff: op {node.op} (node %{node.name}) has no gradient rule")
         if opdef.grad is NO_GRAD:
             continue
         ctx = GradContext(graph, node)
         in_grads = opdef.grad(ctx, node, out_grads)
         if len(in_grads) != len(node.inputs):
-            raise NeedlecError(f"autodiff: gradient rule of {node.op} returned {len(in_grads)} gradients "
+            raise AutodiffError(f"autodiff: gradient rule of {node.op} returned {len(in_grads)} gradients "
                                f"for {len(node.inputs)} inputs")
         for value, g in zip(node.inputs, in_grads):
             if g is not None and id(value) in needed and value.dtype.is_float:
@@ -132,7 +133,7 @@ class Autodiff:
         by_name = {v.name: v for v in [*graph.inputs, *graph.constants]}
         missing = [n for n in self.wrt if n not in by_name]
         if missing:
-            raise NeedlecError(f"autodiff: no input or constant named {', '.join(missing)}")
+            raise AutodiffError(f"autodiff: no input or constant named {', '.join(missing)}")
         ys = [graph.outputs[i] for i in self.of]
         graph.set_outputs([*graph.outputs, *gradients(graph, ys, [by_name[n] for n in self.wrt])])
         return graph

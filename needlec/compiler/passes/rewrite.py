@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from needlec.compiler.ir.graph import Graph, Node, Value
+from needlec.compiler.ops.views import is_dense
 from needlec.compiler.passes.dce import dce
 from needlec.errors import PassError
 
@@ -63,6 +64,9 @@ def apply_patterns(graph: Graph, patterns: Sequence[Pattern], pass_name: str) ->
                 if new.shape != old.shape or new.dtype != old.dtype:
                     raise PassError(f"{pass_name}: rule for {node.op} ({pattern.why}) replaced %{old.name}: "
                                     f"{old.type} with %{new.name}: {new.type}")
+                if not is_dense(new.type) and any(old in user.inputs for user in graph.nodes
+                                                  if user.op == "reshape"):
+                    continue  # a reshape needs a dense input: keep the materialised value
                 graph.replace_all_uses(old, new)
                 changed = True
                 break
