@@ -537,9 +537,16 @@ def ones(shape: Sequence[int], dtype: DTypeLike = DType.F32) -> Tensor:
     return full(shape, 1, dtype)
 
 
-def rand(shape: Sequence[int], seed: int = 0, dtype: DTypeLike = DType.F32, offset: int = 0) -> Tensor:
-    """Uniform random values in [0, 1), a pure function of (seed, offset, element index)."""
-    return _created("rand", "random_uniform", shape=shape, seed=seed, dtype=to_dtype(dtype), offset=offset)
+def rand(shape: Sequence[int], seed: int = 0, dtype: DTypeLike = DType.F32, offset: int = 0,
+         run_offset: Tensor | None = None) -> Tensor:
+    """Uniform random values in [0, 1), a pure function of (seed, offset, element index).
+
+    ``run_offset``, an i64 scalar tensor, is added to ``offset`` at run time.
+    """
+    attrs = {"shape": shape, "seed": seed, "dtype": to_dtype(dtype), "offset": offset}
+    if run_offset is None:
+        return _created("rand", "random_uniform", **attrs)
+    return _apply("random_uniform", run_offset, **attrs)
 
 
 # -- neural-network ops ----------------------------------------------------------------

@@ -61,7 +61,10 @@ class TraceContext:
     running statistics) when ``track_state_updates`` is set; whoever runs the
     trace decides whether to apply them (e.g. as graph variable updates).
     ``modules`` lists the Modules called, so a cache can tell when their
-    settings (``Module.trace_key``) changed.
+    settings (``Module.trace_key``) changed. ``step``, when set, is an i64
+    scalar tensor counting calls of the compiled program (a training step's
+    counter variable): random draws (Dropout) add it to their stream offset so
+    every call draws fresh numbers.
     """
 
     graph: Graph
@@ -72,6 +75,7 @@ class TraceContext:
     state_updates: dict[int, tuple[Any, Tensor]] = field(default_factory=dict)
     modules: dict[int, Any] = field(default_factory=dict)
     random_offsets: dict[int, int] = field(default_factory=dict)
+    step: Tensor | None = None
 
     def state_value(self, state: Any) -> Value:
         """The graph value holding module state ``state`` (made once per trace, named by module path)."""

@@ -113,7 +113,7 @@ class Recording:
 
 def record(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | None = None,
            module: Module | None = None, state_as_inputs: bool = False,
-           track_state_updates: bool = False) -> Recording:
+           track_state_updates: bool = False, step_variable: bool = False) -> Recording:
     """Trace ``fn`` like ``trace`` and report the module state it used.
 
     ``module`` names the state (``fn`` itself, or the owner of a bound method,
@@ -123,6 +123,9 @@ def record(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | 
     every call instead of baking them in as constants. With
     ``track_state_updates`` Modules may propose new buffer values (train-mode
     BatchNorm running statistics); they are nodes of the graph but not outputs.
+    With ``step_variable`` the graph gets an i64 variable ``step`` (0 at first,
+    incremented by every call) that random draws add to their stream offset,
+    so Dropout in a compiled training step draws a fresh mask each step.
     """
     if not callable(fn):
         raise TraceError(f"trace: expected a function or an nn.Module, found {type(fn).__name__}")
@@ -134,6 +137,10 @@ def record(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | 
     for input_name, array in zip(_input_names(fn, len(arrays), names), arrays):
         inputs.append(Tensor(graph.add_input(input_name, TensorType(array.shape, DType.from_numpy(array.dtype))),
                              graph))
+    if step_variable:
+        step = graph.add_variable(np.zeros((), np.int64), "step")
+        graph.set_update(step, graph.add("add", step, graph.add_constant(np.int64(1), "one")))
+        context.step = Tensor(step, graph)
     push_context(context)
     try:
         graph.set_outputs(_output_values(fn(*inputs), context, _display_name(fn)))

@@ -1,12 +1,8 @@
-"""Cases for ``random_uniform``: compiled output must equal the reference bit for bit.
-
-Shapes over 4 KiB keep the op a kernel (``constant_fold`` folds smaller
-input-free nodes), so these exercise the native generator.
-"""
+"""Cases for ``random_uniform``: compiled output must equal the reference bit for bit."""
 from __future__ import annotations
 
 from needlec import DType
-from tests.opcases import OpCase
+from tests.opcases import In, OpCase
 
 # dtype -> a shape of more than 4 KiB in that dtype
 BIG = {DType.F16: (50, 50), DType.F32: (40, 30), DType.F64: (3, 8, 25)}
@@ -24,4 +20,9 @@ CASES = [_case(shape, 3, dtype) for dtype, shape in BIG.items()] + [
     _case((), 11),
     _case((0, 4), 11),
     _case((3, 5), 11, DType.F64),
+    # a run-time offset (i64 scalar input) adds to the offset attribute
+    OpCase("random_uniform", (In((), DType.I64, data=987654321),), {"shape": (7, 9), "seed": 5, "offset": 3},
+           rtol=0.0, atol=0.0),
+    OpCase("random_uniform", (In((), DType.I64, low=-2**40, high=2**40),), {"shape": (4,), "seed": 1},
+           rtol=0.0, atol=0.0),
 ]

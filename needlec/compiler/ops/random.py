@@ -16,6 +16,10 @@ NumPy reference (``uint64`` arithmetic wraps) and compiled code agree bit for
 bit. Being counter-based, no state is threaded through the graph: dropout at
 step ``t`` uses ``offset = t * size``, and any slice of the stream can be
 computed independently (e.g. by each GPU thread).
+
+An optional input, an i64 scalar, is added to ``offset`` at run time, so a
+compiled training step can draw a fresh stream every step from a step-counter
+variable.
 """
 from __future__ import annotations
 
@@ -73,6 +77,9 @@ def stream_base(seed: int, offset: int) -> int:
 
 
 def _random_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
+    check(len(types) <= 1, f"random_uniform takes 0 or 1 input (a run-time offset), found {len(types)}")
+    check(all(t.shape == () and t.dtype is DType.I64 for t in types),
+          f"random_uniform: the run-time offset must be an i64 scalar, found {', '.join(map(str, types))}")
     dtype = attrs["dtype"]
     check(dtype in FLOAT_DTYPES, f"random_uniform: dtype {dtype.value} is not a float dtype (f16, f32, f64)")
     return [TensorType(check_shape("random_uniform", attrs["shape"]), dtype)]
@@ -82,7 +89,8 @@ def _random_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     shape, dtype = tuple(attrs["shape"]), attrs["dtype"]
     bits = MANTISSA_BITS[dtype]
     counters = np.arange(int(np.prod(shape)), dtype=np.uint64)
-    z = mix64(np.uint64(stream_base(attrs["seed"], attrs["offset"])) + counters * np.uint64(GOLDEN_GAMMA))
+    offset = attrs["offset"] + (int(args[0]) if args else 0)
+    z = mix64(np.uint64(stream_base(attrs["seed"], offset)) + counters * np.uint64(GOLDEN_GAMMA))
     top = z >> np.uint64(64 - bits)
     return [(top.astype(dtype.np) * dtype.np.type(2.0 ** -bits)).reshape(shape)]
 
@@ -91,7 +99,9 @@ def _random_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Oper
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (out,) = outs
     bits = MANTISSA_BITS[out.dtype]
-    base = Const(_as_i64(stream_base(attrs["seed"], attrs["offset"])))
+    base: Expr = Const(_as_i64(stream_base(attrs["seed"], attrs["offset"])))
+    if ins:  # run-time offset: advancing the counter by n adds n * gamma to the state
+        base = binary("add", base, binary("mul", ins[0].load([]), Const(_as_i64(GOLDEN_GAMMA))))
 
     def body(idx: list) -> list[Stmt]:
         counter = linear_index(list(zip(idx, contiguous_strides(out.shape))))
@@ -103,7 +113,7 @@ def _random_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Oper
 
 
 register(OpDef(
-    "random_uniform", 0, _random_infer, _random_reference, _random_lower,
+    "random_uniform", None, _random_infer, _random_reference, _random_lower,
     attrs={"shape": Attr("ints"), "seed": Attr("int"), "dtype": Attr("dtype", DType.F32),
            "offset": Attr("int", 0)}, grad=NO_GRAD,
     doc="uniform floats in [0, 1): element i is SplitMix64 output offset + i of the stream keyed by seed "

@@ -122,19 +122,20 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
     return out if bias is None else out + F.reshape(bias, per_channel)
 
 
-def dropout(x: Any, p: float = 0.5, training: bool = True, *, seed: int = 0, offset: int = 0) -> Tensor:
+def dropout(x: Any, p: float = 0.5, training: bool = True, *, seed: int = 0, offset: int = 0,
+            run_offset: Tensor | None = None) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p); identity unless ``training``.
 
-    Element i is kept when ``random_uniform(seed, offset)[i] >= p``: the mask
-    is a pure function of ``(seed, offset)``, reproducible and identical in
-    every backend.
+    Element i is kept when ``random_uniform(seed, offset + run_offset)[i] >= p``:
+    the mask is a pure function of ``(seed, offset)`` (plus the optional i64
+    run-time offset), reproducible and identical in every backend.
     """
     if not 0.0 <= p <= 1.0:
         raise TraceError(f"dropout: probability p must be in [0, 1], found {p}")
     t = _float(x, "dropout")
     if not training or p == 0.0:
         return t
-    keep = F.rand(t.shape, seed=seed, dtype=t.dtype, offset=offset) >= p
+    keep = F.rand(t.shape, seed=seed, dtype=t.dtype, offset=offset, run_offset=run_offset) >= p
     return F.where(keep, t * (1.0 / (1.0 - p) if p < 1.0 else 0.0), 0.0)
 
 

@@ -146,7 +146,9 @@ class Dropout(Module):
     ``t * 2**40 + (numbers drawn by earlier calls with this seed in the same
     trace)``, so a Dropout used twice in one forward pass draws two masks.
     Advance ``step`` to draw new masks; ``needlec.grad`` re-traces when it
-    changes.
+    changes. Inside a trace whose context has a run-time ``step`` (a compiled
+    training step), that step is added to ``step`` at run time, so every
+    compiled step draws new masks.
     """
 
     def __init__(self, p: float = 0.5, seed: int | None = None, rng: np.random.Generator | None = None) -> None:
@@ -161,8 +163,10 @@ class Dropout(Module):
         t = as_tensor(x, graph_of(x, what="Dropout"), "Dropout")
         if not self.training or self.p == 0.0:
             return t
-        offset = self.step * DROPOUT_STEP_STRIDE + active_context("Dropout").random_offset(self.seed, t.size)
-        return NF.dropout(t, self.p, True, seed=self.seed, offset=offset)
+        context = active_context("Dropout")
+        offset = self.step * DROPOUT_STEP_STRIDE + context.random_offset(self.seed, t.size)
+        run_offset = None if context.step is None else context.step * DROPOUT_STEP_STRIDE
+        return NF.dropout(t, self.p, True, seed=self.seed, offset=offset, run_offset=run_offset)
 
     def trace_key(self) -> Hashable:
         return self.training, self.p, self.seed, self.step
