@@ -332,6 +332,7 @@ def test_mlp_gradients_match_torch() -> None:
                            lambda x, y: F_torch.cross_entropy(theirs(x), y), [x, y], (0,))
 
 
+@pytest.mark.slow  # compiles a large backward graph (>10 s)
 def test_cnn_with_batch_norm_gradients_match_torch() -> None:
     rng = np.random.default_rng(3)
 
@@ -368,6 +369,7 @@ def lstm_regressor(lib: Any) -> Any:
     return Regressor()
 
 
+@pytest.mark.slow  # compiles a large backward graph (>10 s)
 def test_multi_layer_lstm_gradients_match_torch() -> None:
     rng = np.random.default_rng(4)
     torch.manual_seed(4)
@@ -378,6 +380,7 @@ def test_multi_layer_lstm_gradients_match_torch() -> None:
                            lambda x, h, c, y: F_torch.mse_loss(theirs(x, h, c), y), inputs, (0, 1, 2))
 
 
+@pytest.mark.slow  # compiles a large backward graph (>10 s)
 @pytest.mark.parametrize("norm_first, activation", [(False, "relu"), (True, "gelu")])
 def test_transformer_encoder_layer_gradients_match_torch(norm_first: bool, activation: str) -> None:
     rng = np.random.default_rng(5)
