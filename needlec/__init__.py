@@ -13,7 +13,9 @@ from needlec.frontend.trace import trace
 from needlec.frontend.autodiff import grad, value_and_grad
 from needlec.frontend import losses
 from needlec import nn, ops  # noqa: E402  (after trace: both build on the frontend)
+from needlec import optim  # noqa: E402  (builds on nn)
+from needlec.training import TrainingStep, compile_training_step  # noqa: E402  (builds on optim)
 
 __all__ = ["Compiled", "compile", "load", "DType", "Graph", "TensorType", "NeedlecError", "trace", "grad",
-           "value_and_grad", "nn", "ops", "losses"]
+           "value_and_grad", "nn", "ops", "losses", "optim", "compile_training_step", "TrainingStep"]
 __version__ = "0.1.0"

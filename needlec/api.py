@@ -6,16 +6,20 @@ arrays, ``.export(path)`` it as a shared library, read its IR.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.graph import Graph
+from needlec.compiler.loops.ir import Program
 from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
 from needlec.errors import NeedlecError
 from needlec.runtime.jit import jit_compile
 from needlec.runtime.library import export_shared, llvm_text
 from needlec.runtime.library import load as load_library
+from needlec.runtime.header import c_header
 from needlec.runtime.native import NativeModel
 
 TARGETS = ("cpu",)
@@ -49,10 +53,25 @@ class Compiled:
         """Copies of every variable, by name."""
         return self._native.variables()
 
-    def export(self, path: str) -> str:
-        """Write a self-contained shared library (weights inside) to ``path``."""
-        export_shared(self.program, path)
+    def export(self, path: str, header: str | None = None) -> str:
+        """Write a self-contained shared library (weights inside) to ``path``, optionally a C header.
+
+        Variables start from their current values, so a stateful model (a
+        training step) continues where this process left off.
+        """
+        export_shared(self._with_current_state(), path)
+        if header is not None:
+            with open(header, "w") as f:
+                f.write(c_header(self.signature, os.path.basename(path)))
         return path
+
+    def _with_current_state(self) -> Program:
+        buffers = [name for name, where in self.program.storage.items() if where.kind == "variable"]
+        current = self._native.variables()
+        constants = dict(self.program.constants)
+        for buffer, (name, _, _) in zip(buffers, self.program.variables):
+            constants[buffer] = current[name]
+        return replace(self.program, constants=constants)
 
     def llvm_ir(self) -> str:
         """The optimised LLVM IR text of the whole module."""

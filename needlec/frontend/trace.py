@@ -92,7 +92,15 @@ def _output_values(result: Any, context: TraceContext, name: str) -> list[Any]:
         if item.graph is not context.graph:
             raise TraceError(f"trace: {name} returned {describe(item.value)} from another trace")
         values.append(item.value)
+    _name_outputs(context.graph, values)
     return values
+
+
+def _name_outputs(graph: Graph, values: list[Value]) -> None:
+    """Name computed outputs ``out`` (one output) or ``out0``, ``out1``, ... so signatures read well."""
+    for i, value in enumerate(values):
+        if value.producer is not None and values.index(value) == i:
+            graph.rename(value, graph.fresh_name("out" if len(values) == 1 else f"out{i}"))
 
 
 @dataclass
@@ -102,13 +110,15 @@ class Recording:
     ``state`` lists each Parameter / Buffer read, in first-use order, with
     its name (module path) and graph value; ``state_updates`` the buffers'
     proposed next values (only when traced with ``track_state_updates``);
-    ``modules`` the Modules called.
+    ``modules`` the Modules called; ``step`` the step-counter variable (when
+    traced with ``step_variable``).
     """
 
     graph: Graph
     state: list[tuple[str, State, Value]]
     state_updates: list[tuple[str, State, Value]]
     modules: list[Module]
+    step: Value | None = None
 
 
 def record(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | None = None,
@@ -152,7 +162,8 @@ def record(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | 
 
     state = [(name_of(key), target, value) for key, (target, value) in context.state.items()]
     updates = [(name_of(key), target, new.value) for key, (target, new) in context.state_updates.items()]
-    return Recording(graph, state, updates, list(context.modules.values()))
+    return Recording(graph, state, updates, list(context.modules.values()),
+                     None if context.step is None else context.step.value)
 
 
 def trace(fn: Callable[..., Any], *example_inputs: Any, names: Sequence[str] | None = None) -> Graph:

@@ -185,6 +185,14 @@ class Graph:
         self.nodes.insert(index, node)
         return node
 
+    def rename(self, value: Value, name: str) -> None:
+        """Give ``value`` the name ``name`` (IRError if another value has it)."""
+        if name == value.name:
+            return
+        self._claim(name)
+        self._names.discard(value.name)
+        value.name = name
+
     def set_outputs(self, values: Iterable[Value]) -> None:
         self.outputs = list(values)
 

@@ -1,0 +1,219 @@
+"""C headers for needlec shared libraries: entry points plus every tensor's name, shape and dtype.
+
+``c_header(signature)`` renders the header of a library whose signature is
+``signature`` (inference models and training steps alike). A C program
+includes it, links the ``.so`` and sizes its buffers with the macros::
+
+    #include "model.h"
+    static float x[NEEDLEC_INPUT_X_SIZE];
+    float y[NEEDLEC_OUTPUT_Y_SIZE];
+    void *in[NEEDLEC_NUM_INPUTS] = {x}, *out[NEEDLEC_NUM_OUTPUTS] = {y};
+    if (needlec_run(in, out) != 0) { ... }
+
+Each tensor gets macros ``NEEDLEC_<KIND>_<NAME>`` (its slot), ``..._RANK``,
+``..._SIZE`` (elements), ``..._CTYPE`` (element type) and ``..._DTYPE`` (NumPy
+name); ``<NAME>`` is the tensor name upper-cased with every character that is
+not a letter or digit replaced by ``_`` (``0.weight`` -> ``0_WEIGHT``), and a
+name whose macros would repeat an earlier tensor's gets its slot appended. Tables
+``needlec_inputs`` / ``needlec_outputs`` / ``needlec_variables`` describe the
+same tensors at run time.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE
+from needlec.errors import ArtifactError
+from needlec.runtime.signature import Signature, TensorSpec
+
+C_TYPES = {
+    "float32": "float",
+    "float64": "double",
+    "float16": "uint16_t",  # IEEE 754 half-precision bits
+    "int8": "int8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "int64": "int64_t",
+    "uint8": "uint8_t",
+    "bool": "uint8_t",  # one byte, 0 or 1
+}
+
+_KINDS = (("input", "inputs"), ("output", "outputs"), ("variable", "variables"))
+_SUFFIXES = ("", "_RANK", "_SIZE", "_CTYPE", "_DTYPE")  # the macros defined for each tensor
+
+
+def c_identifier(name: str) -> str:
+    """``name`` upper-cased, with every character other than a letter, digit or ``_`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def _c_string(text: str) -> str:
+    """``text`` as a C string literal (printable ASCII kept, everything else escaped)."""
+    out = []
+    for byte in text.encode():
+        char = chr(byte)
+        if char in '"\\?':  # '?' too: "??/" would be a trigraph under -std=c99
+            out.append("\\" + char)
+        elif 32 <= byte < 127:
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _comment(text: str) -> str:
+    """``text`` made safe inside a C block comment (escaped like a string literal, no ``*/``)."""
+    return _c_string(text)[1:-1].replace("*/", "* /")
+
+
+def _c_type(spec: TensorSpec) -> str:
+    """The C element type of ``spec``'s dtype."""
+    try:
+        return C_TYPES[np.dtype(spec.dtype).name]
+    except KeyError:
+        raise ArtifactError(f"tensor {spec.name!r}: dtype {np.dtype(spec.dtype).name} has no C type") from None
+
+
+def _macro_names(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
+    """``NEEDLEC_<KIND>_<NAME>`` per spec; where it or a derived macro is taken, the slot is appended."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for slot, spec in enumerate(specs):
+        name = f"NEEDLEC_{kind.upper()}_{c_identifier(spec.name)}"
+        while any(name + suffix in taken for suffix in _SUFFIXES):
+            name = f"{name}_{slot}"
+        names.append(name)
+        taken.update(name + suffix for suffix in _SUFFIXES)
+    return names
+
+
+def _size(spec: TensorSpec) -> int:
+    """Number of elements."""
+    return int(np.prod(spec.shape, dtype=np.int64))
+
+
+def _describe(spec: TensorSpec) -> str:
+    return f"{np.dtype(spec.dtype).name}[{', '.join(map(str, spec.shape))}]"
+
+
+def _listing(signature: Signature) -> list[str]:
+    """The comment lines listing every tensor: slot, name, dtype and shape."""
+    lines = []
+    for kind, plural in _KINDS:
+        specs = getattr(signature, plural)
+        lines.append(f" * {plural.capitalize()} ({len(specs)}):")
+        width = max((len(_comment(s.name)) for s in specs), default=0)
+        lines += [f" *   {slot:<3} {_comment(spec.name):<{width}}  {_describe(spec)}"
+                  for slot, spec in enumerate(specs)]
+    return lines
+
+
+def _macros(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
+    lines = []
+    for slot, (spec, macro) in enumerate(zip(specs, _macro_names(specs, kind))):
+        lines += [f"/* {kind} {slot}: {_comment(spec.name)} {_describe(spec)} */",
+                  f"#define {macro} {slot}",
+                  f"#define {macro}_RANK {len(spec.shape)}",
+                  f"#define {macro}_SIZE {_size(spec)}",
+                  f"#define {macro}_CTYPE {_c_type(spec)}",
+                  f"#define {macro}_DTYPE {_c_string(np.dtype(spec.dtype).name)}",
+                  ""]
+    return lines
+
+
+def _table(specs: tuple[TensorSpec, ...], kind: str, plural: str) -> list[str]:
+    """Shape arrays and one ``needlec_tensor_info`` table for ``specs`` (nothing when there are none)."""
+    if not specs:
+        return []
+    lines = []
+    for slot, spec in enumerate(specs):
+        if spec.shape:
+            lines.append(f"static const int64_t needlec_{kind}{slot}_shape[{len(spec.shape)}] = "
+                         f"{{{', '.join(map(str, spec.shape))}}};")
+    lines.append(f"static const needlec_tensor_info needlec_{plural}[NEEDLEC_NUM_{plural.upper()}] = {{")
+    for slot, spec in enumerate(specs):
+        shape = f"needlec_{kind}{slot}_shape" if spec.shape else "NULL"
+        lines.append(f"    {{{_c_string(spec.name)}, {_c_string(np.dtype(spec.dtype).name)}, "
+                     f"{np.dtype(spec.dtype).itemsize}, {len(spec.shape)}, {shape}, "
+                     f"{_size(spec)}}},")
+    return lines + ["};", ""]
+
+
+def c_header(signature: Signature, library: str | None = None) -> str:
+    """The C header text for a needlec shared library with ``signature`` (``library``: its file name)."""
+    guard = f"NEEDLEC_{c_identifier(signature.name)}_H"
+    lib = library or f"lib{signature.name}.so"
+    lines = [
+        f"/* C interface of the needlec library {_comment(signature.name)} ({_comment(lib)});"
+        f" generated by needlec, do not edit.",
+        " *",
+        " * Link with the library, e.g. `cc main.c -L. -lNAME -Wl,-rpath,'$ORIGIN'` for libNAME.so, and call:",
+        " *",
+        f" *   int32_t {ENTRY}(void **inputs, void **outputs);",
+        " *       Runs the compiled graph once. inputs[i] and outputs[i] point to caller-owned, contiguous,",
+        " *       row-major buffers of NEEDLEC_<KIND>_<NAME>_SIZE elements of NEEDLEC_<KIND>_<NAME>_CTYPE,",
+        " *       in slot order (NEEDLEC_<KIND>_<NAME> is the slot). Returns 0 on success. Calls share one",
+        " *       static work area: never run two calls at the same time.",
+        f" *   const char *{SIGNATURE}(void);",
+        " *       The inputs, outputs and variables (name, shape, dtype) as JSON.",
+        f" *   void *{VARIABLE}(int32_t i);",
+        " *       The storage of variable i (NEEDLEC_VARIABLE_<NAME>), or NULL when i is out of range.",
+        " *       Variables are state kept from call to call (such as trained parameters and optimizer",
+        " *       state); read or overwrite them between calls.",
+        " *",
+        " * <NAME> is the tensor's name upper-cased with characters other than letters and digits",
+        " * replaced by '_' (the slot is appended where two names would collide). The tables",
+        " * needlec_inputs, needlec_outputs and needlec_variables give the same facts at run time.",
+        " *",
+        *_listing(signature),
+        " */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        f"int32_t {ENTRY}(void **inputs, void **outputs);",
+        f"const char *{SIGNATURE}(void);",
+        f"void *{VARIABLE}(int32_t i);",
+        "",
+        f"#define NEEDLEC_MODEL_NAME {_c_string(signature.name)}",
+        f"#define NEEDLEC_NUM_INPUTS {len(signature.inputs)}",
+        f"#define NEEDLEC_NUM_OUTPUTS {len(signature.outputs)}",
+        f"#define NEEDLEC_NUM_VARIABLES {len(signature.variables)}",
+        "",
+    ]
+    for kind, plural in _KINDS:
+        lines += _macros(getattr(signature, plural), kind)
+    lines += [
+        "#ifndef NEEDLEC_TENSOR_INFO_DEFINED",
+        "#define NEEDLEC_TENSOR_INFO_DEFINED",
+        "/* One tensor: shape is NULL for a scalar (rank 0); size counts elements. */",
+        "typedef struct needlec_tensor_info {",
+        "    const char *name;",
+        "    const char *dtype;",
+        "    int32_t itemsize;",
+        "    int32_t rank;",
+        "    const int64_t *shape;",
+        "    int64_t size;",
+        "} needlec_tensor_info;",
+        "#endif",
+        "",
+    ]
+    for kind, plural in _KINDS:
+        lines += _table(getattr(signature, plural), kind, plural)
+    lines += [
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        f"#endif /* {guard} */",
+        "",
+    ]
+    return "\n".join(lines)
