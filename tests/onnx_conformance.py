@@ -1,0 +1,54 @@
+"""Running the ONNX node conformance cases shipped with the installed onnx package through needlec.
+
+Shared by ``tests/test_onnx_conformance.py`` and ``tools/onnx_conformance_report.py``.
+A case passes when every output matches the suite's expectation in shape,
+dtype and value (the suite's rtol/atol), as onnx's own backend runner checks.
+"""
+from __future__ import annotations
+
+import pathlib
+import warnings
+from functools import lru_cache
+
+import numpy as np
+
+EXPECTED_FAILURES = pathlib.Path(__file__).parent / "onnx_expected_failures.txt"
+
+
+@lru_cache(maxsize=1)
+def node_cases() -> list:
+    """Every node test case of the installed onnx package, sorted by name."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return sorted(collect_testcases(), key=lambda c: c.name)
+
+
+def expected_failures() -> dict[str, str]:
+    """``case name -> reason`` from tests/onnx_expected_failures.txt (``name<TAB>reason`` lines)."""
+    result: dict[str, str] = {}
+    for line in EXPECTED_FAILURES.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, reason = line.partition("\t")
+            result[name.strip()] = reason.strip()
+    return result
+
+
+def run_case(case) -> None:  # type: ignore[no-untyped-def]
+    """Import, compile and run one case; AssertionError or NeedlecError when it does not pass."""
+    from needlec.frontend.onnx import backend
+
+    rep = backend.prepare(case.model)
+    for inputs, expected in case.data_sets:
+        outputs = rep.run(inputs)
+        assert len(outputs) == len(expected), f"{len(outputs)} outputs, expected {len(expected)}"
+        for i, (got, want) in enumerate(zip(outputs, expected)):
+            want = np.asarray(want)
+            assert got.shape == want.shape, f"output {i}: shape {got.shape}, expected {want.shape}"
+            assert got.dtype == want.dtype, f"output {i}: dtype {got.dtype}, expected {want.dtype}"
+            if want.dtype == object:
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol,
+                                           err_msg=f"output {i} differs")
