@@ -37,6 +37,41 @@ def _options(args: argparse.Namespace) -> dict:
             "verify_each": not args.no_verify, "timing": args.timing, "stream": sys.stdout}
 
 
+LOSSES = ("cross_entropy", "mse", "bce_with_logits")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _compile_training_cmd(args: argparse.Namespace) -> None:
+    """``compile --train``: one training step of the model as a shared library plus a C header."""
+    import needlec
+    from needlec.models import load_trainable_model
+    from needlec.training import compile_training_step
+
+    model, inputs = load_trainable_model(args.model)
+    output = needlec.trace(model, *inputs).outputs
+    if len(output) != 1 or not output[0].dtype.is_float:
+        raise NeedlecError(f"--train needs a model with one float output, found {len(output)} output(s)")
+    out = output[0]
+    if args.loss == "cross_entropy":
+        if out.type.rank < 2:
+            raise NeedlecError(f"--loss cross_entropy needs (batch, classes, ...) logits, found shape {out.shape}")
+        target = np.zeros(out.shape[:1] + out.shape[2:], np.int64)
+        loss_fn = needlec.losses.cross_entropy
+    else:
+        target = np.zeros(out.shape, out.dtype.np)
+        loss_fn = needlec.losses.mse_loss if args.loss == "mse" else needlec.losses.binary_cross_entropy_with_logits
+    optimizers = {"sgd": lambda p: needlec.optim.SGD(p, lr=args.lr, momentum=args.momentum,
+                                                     weight_decay=args.weight_decay),
+                  "adam": lambda p: needlec.optim.Adam(p, lr=args.lr, weight_decay=args.weight_decay),
+                  "adamw": lambda p: needlec.optim.AdamW(p, lr=args.lr, weight_decay=args.weight_decay)}
+    step = compile_training_step(model, loss_fn, optimizers[args.optimizer](model.parameters()),
+                                 (inputs, (target,)), **_options(args))
+    library, header = step.export(args.output)
+    if not args.quiet:
+        print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
+              f"loss {args.loss}, optimizer {args.optimizer}, lr {args.lr})", file=sys.stderr)
+
+
 def _compile_cmd(args: argparse.Namespace) -> None:
     from needlec.compiler.ir.printer import print_graph
     from needlec.compiler.loops.printer import print_program
@@ -46,6 +81,9 @@ def _compile_cmd(args: argparse.Namespace) -> None:
 
     if args.target != "cpu":
         raise NeedlecError(f"unknown target {args.target!r}; available: cpu")
+    if args.train:
+        _compile_training_cmd(args)
+        return
     graph = load_model_file(args.model)
     result = Pipeline(PipelineOptions(**_options(args))).run(graph)
     emit = args.emit or _emit_from_suffix(args.output)
@@ -156,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="cpu")
     p.add_argument("--emit", choices=EMITS, help="artifact kind (default: from the output suffix, else so)")
     p.add_argument("-q", "--quiet", action="store_true")
+    train = p.add_argument_group("training step (--train): compile loss, gradients and optimizer update")
+    train.add_argument("--train", action="store_true", help="compile one training step instead of inference")
+    train.add_argument("--loss", choices=LOSSES, default="cross_entropy")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    train.add_argument("--weight-decay", type=float, default=0.0)
     _pipeline_args(p)
     p.set_defaults(func=_compile_cmd)
 

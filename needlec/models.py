@@ -10,8 +10,11 @@ import os
 import runpy
 from typing import Any
 
+import numpy as np
+
 from needlec.compiler.ir.graph import Graph
 from needlec.errors import NeedlecError
+from needlec.frontend.nn import GraphModule, Module
 
 MODEL_SUFFIXES = (".py", ".nir")
 
@@ -34,9 +37,8 @@ def load_model_file(path: str) -> Graph:
                        f"expected one of {', '.join(MODEL_SUFFIXES)}")
 
 
-def _trace_python_model(path: str) -> Graph:
-    from needlec.api import to_graph
-
+def _run_python_model(path: str) -> tuple[Any, tuple[np.ndarray, ...]]:
+    """The ``model`` and ``example_inputs`` a Python model file defines."""
     try:
         namespace: dict[str, Any] = runpy.run_path(path, run_name="needlec_model")
     except NeedlecError:
@@ -47,6 +49,28 @@ def _trace_python_model(path: str) -> Graph:
     if missing:
         raise NeedlecError(f"model file {path} must define {' and '.join(missing)} "
                            "(a Module or function, and a tuple of example NumPy arrays)")
-    graph = to_graph(namespace["model"], tuple(namespace["example_inputs"]))
+    return namespace["model"], tuple(np.asarray(x) for x in namespace["example_inputs"])
+
+
+def _trace_python_model(path: str) -> Graph:
+    from needlec.api import to_graph
+
+    graph = to_graph(*_run_python_model(path))
     graph.name = os.path.splitext(os.path.basename(path))[0]
     return graph
+
+
+def load_trainable_model(path: str) -> tuple[Module, tuple[np.ndarray, ...]]:
+    """A Module and example inputs for training: a Python file's Module, or any other model as a GraphModule.
+
+    A GraphModule trains the model's float weight constants; its example
+    inputs are zeros of the graph's input types.
+    """
+    if os.path.splitext(path)[1] == ".py" and os.path.exists(path):
+        model, example_inputs = _run_python_model(path)
+        if not isinstance(model, Module):
+            raise NeedlecError(f"model file {path}: training needs `model` to be an nn.Module, "
+                               f"found {type(model).__name__}")
+        return model, example_inputs
+    graph = load_model_file(path)
+    return GraphModule(graph), tuple(np.zeros(v.shape, v.dtype.np) for v in graph.inputs)

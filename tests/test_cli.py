@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from needlec import load as needlec_load
 from needlec.cli import main
 from needlec.compiler.ir.parser import parse_graph
 from needlec.compiler.passes import PASS_NAMES
@@ -117,3 +118,28 @@ def test_data_dependent_model_file_reports_trace_error(tmp_path) -> None:
                      "example_inputs = (np.ones(3, np.float32),)\n")
     result = _cli("compile", str(model), "-o", str(tmp_path / "b.so"))
     assert result.returncode == 1 and "data-dependent" in result.stderr
+
+
+@pytest.mark.parametrize("model_file", ["py", "nir"])
+def test_compile_train_writes_a_training_step_that_lowers_the_loss(tmp_path, model_file) -> None:
+    model = MLP
+    if model_file == "nir":  # an IR file trains as a GraphModule: its weight constants become parameters
+        model = str(tmp_path / "mlp.nir")
+        assert main(["compile", MLP, "-o", model, "-q"]) == 0
+    lib = tmp_path / "train.so"
+    assert main(["compile", model, "--train", "--loss", "cross_entropy", "--optimizer", "adam", "--lr", "0.01",
+                 "-o", str(lib), "-q"]) == 0
+    assert "needlec_variable" in (tmp_path / "train.h").read_text()
+    step = needlec_load(str(lib))
+    x = np.load(ROOT / "examples" / "mlp_input.npy")
+    y = np.array([1, 3, 5, 7], np.int64)
+    losses = [float(step(x, y)) for _ in range(15)]
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_compile_train_rejects_a_function_model(tmp_path) -> None:
+    model = tmp_path / "fn.py"
+    model.write_text("import numpy as np\ndef model(x):\n    return x * 2\n"
+                     "example_inputs = (np.ones((2, 3), np.float32),)\n")
+    result = _cli("compile", str(model), "--train", "-o", str(tmp_path / "t.so"))
+    assert result.returncode == 1 and "training needs `model` to be an nn.Module" in result.stderr
