@@ -10,26 +10,14 @@ from __future__ import annotations
 import argparse
 import pathlib
 import runpy
-import statistics
-import time
 from typing import Any, Callable
 
 import numpy as np
 
 import needlec
+from timing import median_seconds
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def numpy_forward(model: Any, x: np.ndarray) -> np.ndarray:
@@ -75,7 +63,7 @@ def main() -> None:
         ns = runpy.run_path(str(ROOT / "examples" / f"{name}.py"))
         model, (x,) = ns["model"], ns["example_inputs"]
         compiled = needlec.compile(model, [x])
-        ours = median_seconds(lambda: compiled(x), args.repeat)
+        ours = median_seconds(lambda: compiled(x), repeats=args.repeat)
         print(f"{name}: needlec {ours * 1e6:9.1f} us")
         peers: dict[str, Callable[[], Any]] = {}
         if name == "mlp":
@@ -92,7 +80,7 @@ def main() -> None:
 
             peers["pytorch"] = run_torch
         for peer, fn in peers.items():
-            theirs = median_seconds(fn, args.repeat)
+            theirs = median_seconds(fn, repeats=args.repeat)
             print(f"{name}: {peer:<7} {theirs * 1e6:9.1f} us   needlec speed ratio {theirs / ours:5.2f}x")
 
 

@@ -11,30 +11,16 @@ figure is the median of ``repeats`` timed steps after ``warmup`` untimed ones.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
 
 import numpy as np
 import torch
 
 import needlec
+from timing import median_seconds
 from needlec import nn, optim
 
 SIZES = (784, 256, 128, 10)
 LR, MOMENTUM = 0.01, 0.9
-
-
-def median_seconds(run: Callable[[], object], warmup: int, repeats: int) -> float:
-    """Median wall time of ``run()`` over ``repeats`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def torch_mlp() -> torch.nn.Module:
