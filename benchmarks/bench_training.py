@@ -11,6 +11,7 @@ figure is the median of ``repeats`` timed steps after ``warmup`` untimed ones.
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
