@@ -1,6 +1,6 @@
 """needlec: a compiler from traced models and ONNX graphs to native code.
 
-Public surface: ``trace``, ``compile``, ``load``, ``grad``, ``value_and_grad``,
+Public surface: ``trace``, ``compile``, ``load``, ``from_onnx``, ``grad``, ``value_and_grad``,
 ``Graph``, ``nn``, ``ops``, ``losses`` and the ``NeedlecError`` hierarchy (see
 docs/ARCHITECTURE.md).
 """
@@ -10,12 +10,13 @@ from needlec.compiler.ir.graph import Graph
 from needlec.compiler.ir.types import TensorType
 from needlec.errors import NeedlecError
 from needlec.frontend.trace import trace
+from needlec.frontend.onnx import from_onnx
 from needlec.frontend.autodiff import grad, value_and_grad
 from needlec.frontend import losses
 from needlec import nn, ops  # noqa: E402  (after trace: both build on the frontend)
 from needlec import optim  # noqa: E402  (builds on nn)
 from needlec.training import TrainingStep, compile_training_step  # noqa: E402  (builds on optim)
 
-__all__ = ["Compiled", "compile", "load", "DType", "Graph", "TensorType", "NeedlecError", "trace", "grad",
-           "value_and_grad", "nn", "ops", "losses", "optim", "compile_training_step", "TrainingStep"]
+__all__ = ["Compiled", "compile", "load", "from_onnx", "DType", "Graph", "TensorType", "NeedlecError", "trace",
+           "grad", "value_and_grad", "nn", "ops", "losses", "optim", "compile_training_step", "TrainingStep"]
 __version__ = "0.1.0"

@@ -1,19 +1,25 @@
 """The public entry points: ``compile`` and ``load``.
 
 ``compile`` accepts a ``Graph``, a Python callable or ``nn.Module`` (traced
-with ``example_inputs``), and returns a ``Compiled``: call it with NumPy
-arrays, ``.export(path)`` it as a shared library, read its IR.
+with ``example_inputs``), an ONNX ``ModelProto`` or serialized bytes, or a
+model file path (``.onnx``, ``.py``, ``.nir``; ``input_shapes`` fixes an ONNX
+model's dynamic dimensions), and returns a ``Compiled``: call it with NumPy
+arrays, ``.export(path)`` it as a shared library, read its IR. A compilation
+that runs for more than a couple of seconds reports its stages on standard
+error (``progress``: see ``runtime/progress.py``).
 """
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.loops.ir import Program
+from needlec.compiler.passes import PASSES
 from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
 from needlec.errors import NeedlecError
 from needlec.runtime.jit import jit_compile
@@ -21,6 +27,7 @@ from needlec.runtime.library import export_shared, llvm_text
 from needlec.runtime.library import load as load_library
 from needlec.runtime.header import c_header
 from needlec.runtime.native import NativeModel
+from needlec.runtime.progress import Progress
 
 TARGETS = ("cpu",)
 
@@ -81,8 +88,27 @@ class Compiled:
         return repr(self._native).replace("NativeModel", "Compiled", 1)
 
 
-def to_graph(model: Any, example_inputs: Sequence[Any] | None = None) -> Graph:
-    """A graph from a ``Graph`` or a traceable callable/Module plus example inputs."""
+def _is_onnx_model(model: Any) -> bool:
+    """Whether ``model`` is an ``onnx.ModelProto`` (onnx is loaded already if it is one)."""
+    onnx = sys.modules.get("onnx")
+    return onnx is not None and isinstance(model, onnx.ModelProto)
+
+
+def to_graph(model: Any, example_inputs: Sequence[Any] | None = None,
+             input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """A graph from a ``Graph``, an ONNX model or model file, or a traceable callable/Module plus example inputs."""
+    if isinstance(model, (str, os.PathLike)):
+        from needlec.models import load_model_file
+
+        _refuse_example_inputs(model, example_inputs)
+        return load_model_file(os.fspath(model), input_shapes)
+    if _is_onnx_model(model) or isinstance(model, (bytes, bytearray)):
+        from needlec.frontend.onnx import from_onnx
+
+        _refuse_example_inputs(model, example_inputs)
+        return from_onnx(model, input_shapes)
+    if input_shapes is not None:
+        raise NeedlecError(f"input_shapes apply to ONNX models only, not to a {type(model).__name__}")
     if isinstance(model, Graph):
         return model
     if callable(model):
@@ -91,19 +117,41 @@ def to_graph(model: Any, example_inputs: Sequence[Any] | None = None) -> Graph:
         from needlec.frontend.trace import trace
 
         return trace(model, *[np.asarray(x) for x in example_inputs])
-    raise NeedlecError(f"cannot compile a {type(model).__name__}: expected a Graph, a function or an nn.Module")
+    raise NeedlecError(f"cannot compile a {type(model).__name__}: expected a Graph, an ONNX model or model file "
+                       "path, a function or an nn.Module")
 
 
-def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu",
-            **options: Any) -> Compiled:
-    """Compile ``model`` for ``target``; ``options`` are ``PipelineOptions`` fields."""
-    if target not in TARGETS:
-        raise NeedlecError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+def _refuse_example_inputs(model: Any, example_inputs: Sequence[Any] | None) -> None:
+    if example_inputs is not None:
+        what = model if isinstance(model, (str, os.PathLike)) else "an ONNX model"
+        raise NeedlecError(f"example_inputs apply to functions and Modules; {what} fixes its own input types "
+                           "(use input_shapes for an ONNX model's dynamic dimensions)")
+
+
+def run_pipeline(graph: Graph, progress: Progress, **options: Any) -> PipelineResult:
+    """Run the pass table over ``graph`` with ``PipelineOptions(**options)``, reporting each pass to ``progress``."""
     if "print_after" in options:
         names = options["print_after"]
         options["print_after"] = frozenset([names] if isinstance(names, str) else names)
-    result = Pipeline(PipelineOptions(**options)).run(to_graph(model, example_inputs))
-    return Compiled(result, jit_compile(result.program))
+    return Pipeline(PipelineOptions(**options), progress.passes(PASSES)).run(graph)
+
+
+def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu", *,
+            input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool | None = None,
+            **options: Any) -> Compiled:
+    """Compile ``model`` for ``target``; ``options`` are ``PipelineOptions`` fields.
+
+    ``input_shapes`` maps ONNX input names to static shapes; ``progress``
+    reports each stage on standard error: ``True`` always, ``False`` never,
+    ``None`` (default) once the compilation has taken more than a couple of seconds.
+    """
+    if target not in TARGETS:
+        raise NeedlecError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    reporter = Progress.from_flag(progress)
+    with reporter.stage("trace" if callable(model) and not isinstance(model, Graph) else "import"):
+        graph = to_graph(model, example_inputs, input_shapes)
+    result = run_pipeline(graph, reporter, **options)
+    return Compiled(result, jit_compile(result.program, reporter.stage))
 
 
 def load(path: str) -> NativeModel:

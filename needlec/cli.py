@@ -1,7 +1,12 @@
 """The ``needlec`` command: compile, run, inspect IR, list passes and ops.
 
-Every user error prints one line (``needlec: error: ...``) and exits 1;
-``--debug`` shows the traceback. Internal errors exit 2.
+Models are ONNX files (``--input-shape NAME=1x3x224x224`` fixes dynamic
+dimensions), Python model files or IR text files. ``compile`` writes a shared
+library plus its C header, an object file, a standalone executable, LLVM IR,
+graph IR or loop IR, reporting each stage on standard error unless ``-q``
+(``ir`` and ``run`` report only compilations that take more than a couple of
+seconds). Every user error prints one line (``needlec: error: ...``) and
+exits 1; ``--debug`` shows the traceback. Internal errors exit 2.
 """
 from __future__ import annotations
 
@@ -9,13 +14,19 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from needlec.errors import NeedlecError
 
-EMITS = ("so", "obj", "llvm", "ir", "loops")
+if TYPE_CHECKING:
+    from needlec.compiler.ir.graph import Graph
+    from needlec.runtime.progress import Progress
+
+EMITS = ("so", "exe", "obj", "llvm", "ir", "loops")
+EMIT_BY_SUFFIX = {".so": "so", "": "exe", ".exe": "exe", ".o": "obj", ".ll": "llvm", ".nir": "ir",
+                  ".loops": "loops"}
 
 
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -29,6 +40,44 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="compare every graph pass's result with the reference interpreter")
     p.add_argument("--no-verify", action="store_true", help="skip the verifier between passes")
     p.add_argument("--timing", action="store_true", help="print the time spent in each pass")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an ONNX model (.onnx), a Python model file (defines model, example_inputs) "
+                                 "or an IR text file (.nir)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="static shape of an ONNX input with dynamic dimensions, e.g. x=1x3x224x224 (repeatable)")
+
+
+def _input_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]] | None:
+    """``--input-shape NAME=1x3x224x224`` items (``x`` or ``,`` between extents; nothing for a scalar) by name."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims = item.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace(",", "x").split("x")) if dims.strip() else ()
+        except ValueError:
+            shape = (-1,)
+        if not sep or not name or any(d < 0 for d in shape):
+            raise NeedlecError(f"--input-shape expects NAME=DIMS such as x=1x3x224x224, found {item!r}")
+        if name in shapes:
+            raise NeedlecError(f"--input-shape gives {name!r} twice")
+        shapes[name] = shape
+    return shapes or None
+
+
+def _load_model(args: argparse.Namespace, progress: Progress) -> Graph:
+    from needlec.models import load_model_file
+
+    shapes = _input_shapes(args.input_shape)
+    with progress.stage(f"import {os.path.basename(args.model)}"):
+        return load_model_file(args.model, shapes)
+
+
+def _progress(args: argparse.Namespace, mode: str) -> Progress:
+    from needlec.runtime.progress import Progress
+
+    return Progress("never" if args.quiet else mode)
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -47,7 +96,7 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
     from needlec.models import load_trainable_model
     from needlec.training import compile_training_step
 
-    model, inputs = load_trainable_model(args.model)
+    model, inputs = load_trainable_model(args.model, _input_shapes(args.input_shape))
     output = needlec.trace(model, *inputs).outputs
     if len(output) != 1 or not output[0].dtype.is_float:
         raise NeedlecError(f"--train needs a model with one float output, found {len(output)} output(s)")
@@ -66,34 +115,45 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
                   "adamw": lambda p: needlec.optim.AdamW(p, lr=args.lr, weight_decay=args.weight_decay)}
     step = compile_training_step(model, loss_fn, optimizers[args.optimizer](model.parameters()),
                                  (inputs, (target,)), **_options(args))
-    library, header = step.export(args.output)
+    library, header = step.export(args.output, header=args.header)
     if not args.quiet:
         print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
               f"loss {args.loss}, optimizer {args.optimizer}, lr {args.lr})", file=sys.stderr)
 
 
 def _compile_cmd(args: argparse.Namespace) -> None:
+    from needlec.api import run_pipeline
     from needlec.compiler.ir.printer import print_graph
     from needlec.compiler.loops.printer import print_program
-    from needlec.compiler.pipeline import Pipeline, PipelineOptions
-    from needlec.models import load_model_file
-    from needlec.runtime.library import emit_object, export_shared, llvm_text
+    from needlec.runtime.header import c_header
+    from needlec.runtime.library import emit_object, export_executable, export_shared, llvm_text, \
+        program_signature
+    from needlec.runtime.toolchain import output_path
 
     if args.target != "cpu":
         raise NeedlecError(f"unknown target {args.target!r}; available: cpu")
     if args.train:
         _compile_training_cmd(args)
         return
-    graph = load_model_file(args.model)
-    result = Pipeline(PipelineOptions(**_options(args))).run(graph)
-    emit = args.emit or _emit_from_suffix(args.output)
+    emit = args.emit or EMIT_BY_SUFFIX.get(os.path.splitext(args.output)[1], "so")
+    if args.header and emit not in ("so", "obj"):
+        raise NeedlecError(f"--header goes with a shared library or object file, not --emit {emit}")
+    for path in (args.output, args.header):
+        if path:
+            output_path(path)  # fail before compiling when a folder is missing
+    progress = _progress(args, "always")
+    result = run_pipeline(_load_model(args, progress), progress, **_options(args))
+    header = None
     if emit == "so":
-        export_shared(result.program, args.output)
+        export_shared(result.program, args.output, progress.stage)
+    elif emit == "exe":
+        export_executable(result.program, args.output, progress.stage)
     else:
         if emit == "obj":
-            data: bytes | str = emit_object(result.program)
+            data: bytes | str = emit_object(result.program, progress.stage)
         elif emit == "llvm":
-            data = llvm_text(result.program)
+            with progress.stage("llvm"):
+                data = llvm_text(result.program)
         elif emit == "ir":
             data = print_graph(result.graph)
         else:
@@ -101,36 +161,38 @@ def _compile_cmd(args: argparse.Namespace) -> None:
         mode = "wb" if isinstance(data, bytes) else "w"
         with open(args.output, mode) as f:
             f.write(data)
+    if emit in ("so", "obj"):
+        header = args.header or os.path.splitext(args.output)[0] + ".h"
+        with open(header, "w") as f:
+            f.write(c_header(program_signature(result.program), os.path.basename(args.output)))
     if not args.quiet:
-        print(f"wrote {args.output} ({emit}, {os.path.getsize(args.output)} bytes)", file=sys.stderr)
-
-
-def _emit_from_suffix(path: str) -> str:
-    suffix = os.path.splitext(path)[1]
-    return {".so": "so", ".o": "obj", ".ll": "llvm", ".nir": "ir", ".loops": "loops"}.get(suffix, "so")
+        also = f" and {header}" if header else ""
+        print(f"wrote {args.output} ({emit}, {os.path.getsize(args.output)} bytes){also}", file=sys.stderr)
 
 
 def _ir_cmd(args: argparse.Namespace) -> None:
+    from needlec.api import run_pipeline
     from needlec.compiler.ir.printer import print_graph
     from needlec.compiler.loops.printer import print_program
-    from needlec.compiler.pipeline import Pipeline, PipelineOptions
-    from needlec.models import load_model_file
     from needlec.runtime.library import llvm_text
 
-    graph = load_model_file(args.model)
+    progress = _progress(args, "auto")
+    graph = _load_model(args, progress)
     stages = ("input", "graph", "loops", "llvm") if args.stage == "all" else (args.stage,)
     elide = None if args.full_constants else 16
     if "input" in stages:
         print(f"// ----- input graph -----\n{print_graph(graph, elide_constants=elide)}")
     options = _options(args)
     options["elide_constants"] = elide
-    result = Pipeline(PipelineOptions(**options)).run(graph)
+    result = run_pipeline(graph, progress, **options)
     if "graph" in stages:
         print(f"// ----- graph after the last graph pass -----\n{print_graph(result.graph, elide_constants=elide)}")
     if "loops" in stages:
         print(f"// ----- loop IR -----\n{print_program(result.program)}")
     if "llvm" in stages:
-        print(f"// ----- LLVM IR (optimised) -----\n{llvm_text(result.program)}")
+        with progress.stage("llvm"):
+            text = llvm_text(result.program)
+        print(f"// ----- LLVM IR (optimised) -----\n{text}")
 
 
 def _parse_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
@@ -148,19 +210,27 @@ def _parse_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
 
 def _run_cmd(args: argparse.Namespace) -> None:
     import needlec
-    from needlec.models import load_model_file
+    from needlec.api import run_pipeline
+    from needlec.runtime.executable import output_file_names
+    from needlec.runtime.jit import jit_compile
 
+    inputs = _parse_inputs(args.input)
     if args.model.endswith(".so"):
+        if args.input_shape:
+            raise NeedlecError("--input-shape applies to model files; a compiled library has fixed shapes")
         runner = needlec.load(args.model)
     else:
-        runner = needlec.compile(load_model_file(args.model))
-    outputs = runner(**_parse_inputs(args.input))
+        progress = _progress(args, "auto")
+        result = run_pipeline(_load_model(args, progress), progress)
+        runner = jit_compile(result.program, progress.stage)
+    outputs = runner(**inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
-    for spec, value in zip(runner.signature.outputs, outputs):
+    files = output_file_names([spec.name for spec in runner.signature.outputs])
+    for spec, value, file in zip(runner.signature.outputs, outputs, files):
         if args.output_dir:
-            path = os.path.join(args.output_dir, f"{spec.name}.npy")
+            path = os.path.join(args.output_dir, file)
             np.save(path, value)
             print(f"{spec.describe()} -> {path}")
         else:
@@ -188,12 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compile", help="compile a model to a shared library (or object, LLVM IR, graph IR)")
-    p.add_argument("model", help="a Python model file (defines model, example_inputs) or a .nir IR file")
+    p = sub.add_parser("compile", help="compile a model to a shared library, executable, object, LLVM IR or IR")
+    _model_args(p)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--target", default="cpu")
-    p.add_argument("--emit", choices=EMITS, help="artifact kind (default: from the output suffix, else so)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--emit", choices=EMITS,
+                   help="artifact kind (default from the output suffix: .so, .o, .ll, .nir, .loops, none or .exe "
+                        "for an executable; else so)")
+    p.add_argument("--header", metavar="PATH",
+                   help="where to write the C header of a shared library or object (default: OUTPUT with .h)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     train = p.add_argument_group("training step (--train): compile loss, gradients and optimizer update")
     train.add_argument("--train", action="store_true", help="compile one training step instead of inference")
     train.add_argument("--loss", choices=LOSSES, default="cross_entropy")
@@ -205,16 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_compile_cmd)
 
     p = sub.add_parser("ir", help="print a model's IR at every stage")
-    p.add_argument("model")
+    _model_args(p)
     p.add_argument("--stage", choices=("all", "input", "graph", "loops", "llvm"), default="all")
     p.add_argument("--full-constants", action="store_true", help="print every constant in full")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     _pipeline_args(p)
     p.set_defaults(func=_ir_cmd)
 
     p = sub.add_parser("run", help="run a compiled .so or a model file on .npy inputs")
-    p.add_argument("model")
+    _model_args(p)
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
     p.add_argument("--output-dir", metavar="DIR", help="write each output as DIR/NAME.npy")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_run_cmd)
 
     sub.add_parser("passes", help="list the pipeline's passes in order").set_defaults(func=_passes_cmd)

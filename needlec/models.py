@@ -1,14 +1,16 @@
-"""Loading models named on the command line: Python model files and IR text files.
+"""Loading models named on the command line: ONNX files, Python model files and IR text files.
 
-A Python model file defines two module-level names: ``model`` (an
-``nn.Module`` or a function) and ``example_inputs`` (a tuple of NumPy
-arrays); it is traced with them. A ``.nir`` file holds graph IR text.
+An ``.onnx`` file is imported (``needlec.from_onnx``); ``input_shapes`` fixes
+its dynamic dimensions (CLI: ``--input-shape NAME=1x3x224x224``). A Python
+model file defines two module-level names: ``model`` (an ``nn.Module`` or a
+function) and ``example_inputs`` (a tuple of NumPy arrays); it is traced with
+them. A ``.nir`` file holds graph IR text.
 """
 from __future__ import annotations
 
 import os
 import runpy
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -16,16 +18,24 @@ from needlec.compiler.ir.graph import Graph
 from needlec.errors import NeedlecError
 from needlec.frontend.nn import GraphModule, Module
 
-MODEL_SUFFIXES = (".py", ".nir")
+MODEL_SUFFIXES = (".onnx", ".py", ".nir")
 
 
-def load_model_file(path: str) -> Graph:
-    """The graph a model file describes (traced or parsed)."""
+def load_model_file(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """The graph a model file describes (imported, traced or parsed); ``input_shapes`` is for ONNX files."""
     if not os.path.exists(path):
         raise NeedlecError(f"model file {path} does not exist")
     if os.path.isdir(path):
         raise NeedlecError(f"model path {path} is a directory, expected a file")
     suffix = os.path.splitext(path)[1]
+    if suffix == ".onnx":
+        from needlec.frontend.onnx import from_onnx
+
+        graph = from_onnx(path, input_shapes)
+        graph.name = os.path.splitext(os.path.basename(path))[0]  # like Python model files: named by the file
+        return graph
+    if input_shapes:
+        raise NeedlecError(f"input shapes apply to ONNX models only; {path} fixes its own shapes")
     if suffix == ".nir":
         from needlec.compiler.ir.parser import parse_graph
 
@@ -60,7 +70,8 @@ def _trace_python_model(path: str) -> Graph:
     return graph
 
 
-def load_trainable_model(path: str) -> tuple[Module, tuple[np.ndarray, ...]]:
+def load_trainable_model(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None
+                         ) -> tuple[Module, tuple[np.ndarray, ...]]:
     """A Module and example inputs for training: a Python file's Module, or any other model as a GraphModule.
 
     A GraphModule trains the model's float weight constants; its example
@@ -72,5 +83,5 @@ def load_trainable_model(path: str) -> tuple[Module, tuple[np.ndarray, ...]]:
             raise NeedlecError(f"model file {path}: training needs `model` to be an nn.Module, "
                                f"found {type(model).__name__}")
         return model, example_inputs
-    graph = load_model_file(path)
+    graph = load_model_file(path, input_shapes)
     return GraphModule(graph), tuple(np.zeros(v.shape, v.dtype.np) for v in graph.inputs)

@@ -11,6 +11,7 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
+import onnx
 
 EXPECTED_FAILURES = pathlib.Path(__file__).parent / "onnx_expected_failures.txt"
 
@@ -35,20 +36,28 @@ def expected_failures() -> dict[str, str]:
     return result
 
 
+def _array(x):  # type: ignore[no-untyped-def]
+    """Case data as NumPy (some cases store tensors as TensorProto); sequences stay lists."""
+    return onnx.numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x
+
+
 def run_case(case) -> None:  # type: ignore[no-untyped-def]
     """Import, compile and run one case; AssertionError or NeedlecError when it does not pass."""
     from needlec.frontend.onnx import backend
 
     rep = backend.prepare(case.model)
     for inputs, expected in case.data_sets:
-        outputs = rep.run(inputs)
+        outputs = rep.run([_array(x) for x in inputs])
         assert len(outputs) == len(expected), f"{len(outputs)} outputs, expected {len(expected)}"
         for i, (got, want) in enumerate(zip(outputs, expected)):
-            want = np.asarray(want)
+            want = np.asarray(_array(want))
             assert got.shape == want.shape, f"output {i}: shape {got.shape}, expected {want.shape}"
             assert got.dtype == want.dtype, f"output {i}: dtype {got.dtype}, expected {want.dtype}"
             if want.dtype == object:
                 np.testing.assert_array_equal(got, want)
+            elif want.dtype.kind not in "biufc":  # ml_dtypes formats (bfloat16, float8, int4): compare as f64
+                np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=case.rtol,
+                                           atol=case.atol, err_msg=f"output {i} differs")
             else:
                 np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol,
                                            err_msg=f"output {i} differs")

@@ -198,6 +198,26 @@ def test_products_with_zero_factors() -> None:
     check_gradients(objective(graph, seed=3), [np.array([2.0, 0.0, 1.5]), np.array([0.0, 0.0, 3.0, -1.0, 0.5])])
 
 
+def test_topk_gives_a_tie_to_the_lower_index() -> None:
+    x = np.array([[1.0, 3.0, 3.0, 2.0], [4.0, 4.0, 4.0, 0.0]])
+    (dx,) = _sum_gradients(lambda g, v: g.add("topk", v, k=2), x)
+    np.testing.assert_array_equal(dx, [[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    (dx,) = _sum_gradients(lambda g, v: g.add("topk", v, k=1, axis=0, largest=False), x)
+    np.testing.assert_array_equal(dx, [[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cumulative_product_is_exact_at_zeros(exclusive: bool, reverse: bool) -> None:
+    """Rows with no zero, one zero and two zeros: the rule never divides by x."""
+    graph = Graph("cumprod")
+    x = graph.add_input("x", TensorType((3, 5), DType.F64))
+    graph.set_outputs([graph.add("cumulative", x, kind="prod", axis=1, exclusive=exclusive, reverse=reverse)])
+    rows = np.array([[0.5, -1.5, 2.0, 0.75, 1.25], [1.5, 0.0, -2.0, 0.5, 3.0], [0.0, 2.0, 0.0, -1.0, 0.5]])
+    check_gradients(objective(graph, seed=3), [rows])
+    check_second_order(objective(graph, seed=3), [rows])
+
+
 # -- dtypes ----------------------------------------------------------------------------------------
 
 def test_float_casts_cast_the_gradient_back() -> None:

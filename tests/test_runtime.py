@@ -81,3 +81,93 @@ def test_load_rejects_missing_and_foreign_files(tmp_path) -> None:
     bogus.write_text("not a library")
     with pytest.raises(ArtifactError, match="cannot load"):
         needlec.load(str(bogus))
+
+
+def _large_state_graph() -> Graph:
+    """out = x @ W + sum(v); v <- v + 1 (W and v are larger than INLINE_LIMIT: external data)."""
+    g = Graph("large_state")
+    x = g.add_input("x", TensorType((2, 64), DType.F32))
+    w = g.add_constant(np.arange(64 * 48, dtype=np.float32).reshape(64, 48) / 1000, "W")
+    v = g.add_variable(np.zeros(2048, np.float32), "v")
+    g.set_update(v, g.add("add", v, g.add_constant(np.float32(1), "one")))
+    g.set_outputs([g.add("add", g.add("matmul", x, w), g.add("reduce_sum", v, axes=[0]))])
+    return g
+
+
+def test_external_data_in_the_jit_and_in_a_shared_library(tmp_path) -> None:
+    from needlec.compiler.codegen.cpu import INLINE_LIMIT, external_data
+    from needlec.compiler.pipeline import Pipeline
+
+    graph = _large_state_graph()
+    externals = external_data(Pipeline().run(graph).program)
+    assert sorted((e.writable, e.nbytes) for e in externals) == [(False, 64 * 48 * 4), (True, 2048 * 4)]
+    assert all(e.nbytes > INLINE_LIMIT for e in externals)
+    x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
+    w = graph.constants[0].data
+    compiled = needlec.compile(graph)
+    np.testing.assert_allclose(compiled(x), x @ w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(compiled(x), x @ w + 2048, rtol=1e-5, atol=1e-3)  # v was updated in place
+    np.testing.assert_array_equal(compiled.get_variable("v"), np.full(2048, 2, np.float32))
+    compiled.set_variable("v", np.full(2048, 0.5, np.float32))
+    lib = compiled.export(str(tmp_path / "state.so"))  # continues from the current state
+    loaded = needlec.load(lib)
+    np.testing.assert_allclose(loaded(x), x @ w + 1024, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(loaded(x), x @ w + 3072, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(compiled.get_variable("v"), np.full(2048, 0.5, np.float32))  # separate state
+
+
+def test_aligned_bytes_copies_onto_the_alignment() -> None:
+    from needlec.runtime.jit import aligned_bytes
+
+    data = np.arange(1000, dtype=np.float64)[::2]
+    copy = aligned_bytes(data)
+    assert copy.ctypes.data % 64 == 0 and copy.flags.writeable
+    np.testing.assert_array_equal(copy.view(np.float64), data)
+
+
+def test_progress_modes(monkeypatch) -> None:
+    import io
+
+    from needlec.runtime import progress as progress_module
+    from needlec.runtime.progress import Progress
+
+    stream = io.StringIO()
+    always = Progress("always", stream)
+    with always.stage("first"):
+        pass
+    assert stream.getvalue().startswith("needlec: first") and stream.getvalue().endswith(" ms\n")
+
+    stream = io.StringIO()
+    auto = Progress("auto", stream)
+    with auto.stage("quick"):
+        pass
+    assert stream.getvalue() == ""  # held back: the compilation has not taken long yet
+    monkeypatch.setattr(progress_module, "AUTO_DELAY", 0.0)
+    with auto.stage("slow"):
+        pass
+    assert [line.split()[1] for line in stream.getvalue().splitlines()] == ["quick", "slow"]
+
+    stream = io.StringIO()
+    never = Progress("never", stream)
+    with pytest.raises(ValueError):
+        with never.stage("failing"):
+            raise ValueError("boom")
+    assert stream.getvalue() == ""
+    with pytest.raises(needlec.NeedlecError, match="unknown progress mode 'loud'"):
+        Progress("loud")
+
+
+def test_progress_wraps_passes_keeping_names_and_docs() -> None:
+    import io
+
+    from needlec.compiler.passes import PASSES
+    from needlec.runtime.progress import Progress
+
+    stream = io.StringIO()
+    wrapped = Progress("always", stream).passes(PASSES)
+    assert [(p.name, p.kind, p.doc) for p in wrapped] == [(p.name, p.kind, p.doc) for p in PASSES]
+    graph = Graph("g")
+    x = graph.add_input("x", TensorType((2,), DType.F32))
+    graph.set_outputs([graph.add("neg", x)])
+    wrapped[0].run(graph)
+    assert stream.getvalue().startswith("needlec: verify ")

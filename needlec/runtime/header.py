@@ -17,6 +17,13 @@ not a letter or digit replaced by ``_`` (``0.weight`` -> ``0_WEIGHT``), and a
 name whose macros would repeat an earlier tensor's gets its slot appended. Tables
 ``needlec_inputs`` / ``needlec_outputs`` / ``needlec_variables`` describe the
 same tensors at run time.
+
+Libraries, objects and executables written by needlec also define the
+shape-checked entry ``needlec_run_checked`` (``runtime/checked.py``): it takes
+``needlec_tensor`` descriptions (data, dtype code, rank, shape), validates
+them against the signature and returns ``NEEDLEC_OK`` or an error code with
+a one-line message from ``needlec_last_error()``. Dtype codes are ONNX's
+``TensorProto.DataType`` values (``NEEDLEC_DTYPE_FLOAT32`` is 1).
 """
 from __future__ import annotations
 
@@ -37,11 +44,26 @@ C_TYPES = {
     "int32": "int32_t",
     "int64": "int64_t",
     "uint8": "uint8_t",
+    "uint16": "uint16_t",
+    "uint32": "uint32_t",
+    "uint64": "uint64_t",
+    "bfloat16": "uint16_t",  # the upper 16 bits of an IEEE 754 float
     "bool": "uint8_t",  # one byte, 0 or 1
 }
+# narrow float and integer formats: one element per byte, as ml_dtypes stores them
+C_TYPES.update(dict.fromkeys(("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn",
+                              "int4", "uint4", "int2", "uint2"), "uint8_t"))
+
+# element type codes: ONNX TensorProto.DataType values, so C callers can reuse ONNX's numbering
+DTYPE_CODES = {"float32": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "int32": 6, "int64": 7, "bool": 9,
+               "float16": 10, "float64": 11, "uint32": 12, "uint64": 13, "bfloat16": 16, "float8_e4m3fn": 17,
+               "float8_e4m3fnuz": 18, "float8_e5m2": 19, "float8_e5m2fnuz": 20, "uint4": 21, "int4": 22,
+               "float4_e2m1fn": 23, "uint2": 25, "int2": 26}
+CHECKED_ENTRY = "needlec_run_checked"
+LAST_ERROR = "needlec_last_error"
 
 _KINDS = (("input", "inputs"), ("output", "outputs"), ("variable", "variables"))
-_SUFFIXES = ("", "_RANK", "_SIZE", "_CTYPE", "_DTYPE")  # the macros defined for each tensor
+_SUFFIXES = ("", "_RANK", "_SIZE", "_CTYPE", "_DTYPE", "_DTYPE_CODE")  # the macros defined for each tensor
 
 
 def c_identifier(name: str) -> str:
@@ -74,6 +96,14 @@ def _c_type(spec: TensorSpec) -> str:
         return C_TYPES[np.dtype(spec.dtype).name]
     except KeyError:
         raise ArtifactError(f"tensor {spec.name!r}: dtype {np.dtype(spec.dtype).name} has no C type") from None
+
+
+def dtype_code(dtype: np.dtype) -> int:
+    """The ``NEEDLEC_DTYPE_*`` code (ONNX ``TensorProto.DataType``) of ``dtype``."""
+    try:
+        return DTYPE_CODES[np.dtype(dtype).name]
+    except KeyError:
+        raise ArtifactError(f"dtype {np.dtype(dtype).name} has no C type") from None
 
 
 def _macro_names(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
@@ -119,6 +149,7 @@ def _macros(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
                   f"#define {macro}_SIZE {_size(spec)}",
                   f"#define {macro}_CTYPE {_c_type(spec)}",
                   f"#define {macro}_DTYPE {_c_string(np.dtype(spec.dtype).name)}",
+                  f"#define {macro}_DTYPE_CODE {dtype_code(spec.dtype)}",
                   ""]
     return lines
 
@@ -137,8 +168,43 @@ def _table(specs: tuple[TensorSpec, ...], kind: str, plural: str) -> list[str]:
         shape = f"needlec_{kind}{slot}_shape" if spec.shape else "NULL"
         lines.append(f"    {{{_c_string(spec.name)}, {_c_string(np.dtype(spec.dtype).name)}, "
                      f"{np.dtype(spec.dtype).itemsize}, {len(spec.shape)}, {shape}, "
-                     f"{_size(spec)}}},")
+                     f"{_size(spec)}, {dtype_code(spec.dtype)}}},")
     return lines + ["};", ""]
+
+
+_TYPES = [
+    "#ifndef NEEDLEC_TYPES_DEFINED",
+    "#define NEEDLEC_TYPES_DEFINED",
+    "/* Element type codes (ONNX TensorProto.DataType values). */",
+    *[f"#define NEEDLEC_DTYPE_{name.upper()} {code}" for name, code in DTYPE_CODES.items()],
+    "",
+    f"/* Status codes of {CHECKED_ENTRY}. */",
+    "#define NEEDLEC_OK 0",
+    "#define NEEDLEC_ERROR_INVALID_ARGUMENT 1",
+    "#define NEEDLEC_ERROR_RUN 2",
+    "",
+    "/* One tensor of the signature: shape is NULL for a scalar (rank 0); size counts elements. */",
+    "typedef struct needlec_tensor_info {",
+    "    const char *name;",
+    "    const char *dtype;",
+    "    int32_t itemsize;",
+    "    int32_t rank;",
+    "    const int64_t *shape;",
+    "    int64_t size;",
+    "    int32_t dtype_code;",
+    "} needlec_tensor_info;",
+    "",
+    f"/* A caller's tensor for {CHECKED_ENTRY}: contiguous row-major data, a NEEDLEC_DTYPE_* code,",
+    " * and rank extents in shape (which may be NULL when rank is 0). */",
+    "typedef struct needlec_tensor {",
+    "    void *data;",
+    "    int32_t dtype;",
+    "    int32_t rank;",
+    "    const int64_t *shape;",
+    "} needlec_tensor;",
+    "#endif",
+    "",
+]
 
 
 def c_header(signature: Signature, library: str | None = None) -> str:
@@ -149,13 +215,23 @@ def c_header(signature: Signature, library: str | None = None) -> str:
         f"/* C interface of the needlec library {_comment(signature.name)} ({_comment(lib)});"
         f" generated by needlec, do not edit.",
         " *",
-        " * Link with the library, e.g. `cc main.c -L. -lNAME -Wl,-rpath,'$ORIGIN'` for libNAME.so, and call:",
+        " * Link with the library, e.g. `cc main.c -L. -lNAME -Wl,-rpath,'$ORIGIN'` for libNAME.so (or with",
+        " * the object file from `needlec compile --emit obj`: `cc main.c model.o -lm`), and call:",
         " *",
         f" *   int32_t {ENTRY}(void **inputs, void **outputs);",
         " *       Runs the compiled graph once. inputs[i] and outputs[i] point to caller-owned, contiguous,",
         " *       row-major buffers of NEEDLEC_<KIND>_<NAME>_SIZE elements of NEEDLEC_<KIND>_<NAME>_CTYPE,",
-        " *       in slot order (NEEDLEC_<KIND>_<NAME> is the slot). Returns 0 on success. Calls share one",
-        " *       static work area: never run two calls at the same time.",
+        " *       in slot order (NEEDLEC_<KIND>_<NAME> is the slot). Returns 0 on success. Nothing is",
+        " *       checked: the buffers must have exactly these sizes. Calls share one static work area:",
+        " *       never run two calls at the same time.",
+        f" *   int32_t {CHECKED_ENTRY}(const needlec_tensor *inputs, int32_t num_inputs,",
+        " *                               const needlec_tensor *outputs, int32_t num_outputs);",
+        f" *       Like {ENTRY}, but first checks the counts and each tensor's dtype code (NEEDLEC_DTYPE_*),",
+        " *       rank, shape and data pointer against the signature. Returns NEEDLEC_OK (0), or",
+        " *       NEEDLEC_ERROR_INVALID_ARGUMENT (nothing ran) or NEEDLEC_ERROR_RUN, with a one-line message",
+        f" *       from {LAST_ERROR}().",
+        f" *   const char *{LAST_ERROR}(void);",
+        f" *       The message of the last failed {CHECKED_ENTRY} call (\"\" after a success); static storage.",
         f" *   const char *{SIGNATURE}(void);",
         " *       The inputs, outputs and variables (name, shape, dtype) as JSON.",
         f" *   void *{VARIABLE}(int32_t i);",
@@ -179,7 +255,11 @@ def c_header(signature: Signature, library: str | None = None) -> str:
         'extern "C" {',
         "#endif",
         "",
+        *_TYPES,
         f"int32_t {ENTRY}(void **inputs, void **outputs);",
+        f"int32_t {CHECKED_ENTRY}(const needlec_tensor *inputs, int32_t num_inputs,",
+        "                            const needlec_tensor *outputs, int32_t num_outputs);",
+        f"const char *{LAST_ERROR}(void);",
         f"const char *{SIGNATURE}(void);",
         f"void *{VARIABLE}(int32_t i);",
         "",
@@ -191,21 +271,6 @@ def c_header(signature: Signature, library: str | None = None) -> str:
     ]
     for kind, plural in _KINDS:
         lines += _macros(getattr(signature, plural), kind)
-    lines += [
-        "#ifndef NEEDLEC_TENSOR_INFO_DEFINED",
-        "#define NEEDLEC_TENSOR_INFO_DEFINED",
-        "/* One tensor: shape is NULL for a scalar (rank 0); size counts elements. */",
-        "typedef struct needlec_tensor_info {",
-        "    const char *name;",
-        "    const char *dtype;",
-        "    int32_t itemsize;",
-        "    int32_t rank;",
-        "    const int64_t *shape;",
-        "    int64_t size;",
-        "} needlec_tensor_info;",
-        "#endif",
-        "",
-    ]
     for kind, plural in _KINDS:
         lines += _table(getattr(signature, plural), kind, plural)
     lines += [

@@ -1,53 +1,105 @@
-"""Shared libraries: write a compiled program as a ``.so`` and load one back.
+"""Native artifacts of a compiled program: shared library, object file, executable; and loading a library.
 
-The library exports ``needlec_run`` and ``needlec_signature`` (see
-``compiler/codegen/cpu.py``); ``load`` reads the signature so every call is
-validated in Python before it reaches native code.
+Every artifact is linked from the same objects, built in a temporary folder
+by ``_build_objects``:
+
+* the model: LLVM's position-independent object code for the module
+  (``compiler/codegen/cpu.py``), whose external data is only declared;
+* the data object holding that external data (``runtime/data_object.py``);
+* the shape-checked C entry ``needlec_run_checked`` (``runtime/checked.py``),
+  compiled against the model's generated header.
+
+``export_shared`` links them into a self-contained ``.so`` (weights inside);
+``emit_object`` merges them into one relocatable object (``ld -r``) that a C
+program links with ``-lm``; ``export_executable`` links them with a
+generated ``main`` (``runtime/executable.py``). ``load`` opens a ``.so`` and
+reads its signature so every call is validated in Python before it reaches
+native code.
 """
 from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
 import tempfile
 
-from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE, compile_module
+from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE, Stage, compile_module, external_data, \
+    no_stage, signature_json
 from needlec.compiler.codegen.target import host_target_machine
 from needlec.compiler.loops.ir import Program
 from needlec.errors import ArtifactError
+from needlec.runtime.checked import CHECKED_ENTRY_C, HEADER_NAME
+from needlec.runtime.data_object import assemble_data_object
+from needlec.runtime.executable import main_source
+from needlec.runtime.header import c_header
 from needlec.runtime.native import EntryFn, NativeModel, VariableFn
 from needlec.runtime.signature import Signature
+from needlec.runtime.toolchain import output_path, run_cc
 
-
-def emit_object(program: Program) -> bytes:
-    """Position-independent object code for ``program``."""
-    target_machine = host_target_machine(pic=True)
-    return target_machine.emit_object(compile_module(program, target_machine))
+C_FLAGS = ("-std=c99", "-O2", "-fPIC")
 
 
 def llvm_text(program: Program) -> str:
-    """The optimised LLVM IR of ``program`` as text."""
+    """The optimised LLVM IR of ``program`` as text (external data appears as declarations)."""
     return str(compile_module(program, host_target_machine(pic=True)))
 
 
-def link_shared(object_code: bytes, path: str) -> None:
-    """Link object code into a shared library at ``path`` with the system C compiler."""
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise ArtifactError(f"cannot write {path}: no C compiler {cc!r} found to link the shared library")
-    with tempfile.TemporaryDirectory() as tmp:
-        obj = os.path.join(tmp, "model.o")
-        with open(obj, "wb") as f:
-            f.write(object_code)
-        result = subprocess.run([cc, "-shared", "-o", path, obj, "-lm"], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ArtifactError(f"linking {path} failed: {result.stderr.strip().splitlines()[-1:]}")
+def program_signature(program: Program) -> Signature:
+    """The signature ``needlec_signature`` of ``program``'s module returns."""
+    return Signature.from_json(signature_json(program))
 
 
-def export_shared(program: Program, path: str) -> None:
-    """Write ``program`` as a self-contained shared library (weights inside)."""
-    link_shared(emit_object(program), path)
+def _build_objects(program: Program, directory: str, stage: Stage) -> list[str]:
+    """Write the model, data and checked-entry objects of ``program`` (plus its header) into ``directory``."""
+    target_machine = host_target_machine(pic=True)
+    module = compile_module(program, target_machine, stage)
+    objects = [os.path.join(directory, "model.o")]
+    with stage("llvm: object code"):
+        with open(objects[0], "wb") as f:
+            f.write(target_machine.emit_object(module))
+    externals = external_data(program)
+    if externals:
+        megabytes = sum(e.nbytes for e in externals) / 1e6
+        with stage(f"weights: {len(externals)} tensors, {megabytes:.1f} MB"):
+            objects.append(assemble_data_object(externals, directory))
+    with stage("checked entry"):
+        with open(os.path.join(directory, HEADER_NAME), "w") as f:
+            f.write(c_header(program_signature(program)))
+        with open(os.path.join(directory, "checked.c"), "w") as f:
+            f.write(CHECKED_ENTRY_C)
+        run_cc([*C_FLAGS, "-c", "checked.c", "-o", "checked.o"], "compiling needlec_run_checked", cwd=directory)
+    objects.append(os.path.join(directory, "checked.o"))
+    return objects
+
+
+def export_shared(program: Program, path: str, stage: Stage = no_stage) -> None:
+    """Write ``program`` as a self-contained shared library (weights inside) at ``path``."""
+    target = output_path(path)
+    with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
+        objects = _build_objects(program, tmp, stage)
+        with stage(f"link {os.path.basename(path)}"):
+            run_cc(["-shared", "-o", target, *objects, "-lm"], f"linking {path}")
+
+
+def emit_object(program: Program, stage: Stage = no_stage) -> bytes:
+    """One relocatable object holding ``program``'s code, weights and checked entry (link it with ``-lm``)."""
+    with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
+        objects = _build_objects(program, tmp, stage)
+        merged = os.path.join(tmp, "merged.o")
+        with stage("merge objects"):
+            run_cc(["-r", "-nostdlib", "-o", merged, *objects], "merging the object files")
+        with open(merged, "rb") as f:
+            return f.read()
+
+
+def export_executable(program: Program, path: str, stage: Stage = no_stage) -> None:
+    """Write ``program`` as a standalone executable that runs it on ``.npy`` files (see ``runtime/executable.py``)."""
+    target = output_path(path)
+    with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
+        objects = _build_objects(program, tmp, stage)
+        with stage(f"link {os.path.basename(path)}"):
+            with open(os.path.join(tmp, "main.c"), "w") as f:
+                f.write(main_source(program_signature(program)))
+            run_cc([*C_FLAGS, "-o", target, "main.c", *objects, "-lm"], f"linking {path}", cwd=tmp)
 
 
 def load(path: str) -> NativeModel:

@@ -17,7 +17,8 @@ import numpy as np
 from needlec import DType, Graph, TensorType
 from needlec.compiler.ir.graph import Value
 
-FAMILIES = ("elementwise", "views", "data", "random", "reduce", "linalg", "window", "conv", "backward")
+FAMILIES = ("elementwise", "views", "data", "random", "reduce", "linalg", "window", "conv", "sort", "scan", "storage",
+            "backward")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def random_array(spec: In, rng: np.random.Generator) -> np.ndarray:
     """Values for ``spec`` (``spec.data`` when given)."""
     if spec.data is not None:
         return np.asarray(spec.data, spec.dtype.np).reshape(spec.shape)
-    if spec.dtype.is_float:
+    if spec.dtype.is_float_format:
         return rng.uniform(spec.low, spec.high, spec.shape).astype(spec.dtype.np)
     if spec.dtype.is_bool:
         return rng.integers(0, 2, spec.shape).astype(np.bool_)

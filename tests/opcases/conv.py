@@ -4,7 +4,7 @@ from __future__ import annotations
 from needlec import DType
 from tests.opcases import In, OpCase
 
-TOL = {DType.F16: (2e-3, 2e-3), DType.F32: (1e-5, 1e-4), DType.F64: (1e-12, 1e-12)}
+TOL = {DType.F16: (2e-3, 2e-3), DType.BF16: (1e-2, 1e-2), DType.F32: (1e-5, 1e-4), DType.F64: (1e-12, 1e-12)}
 
 # (x shape, w shape, attributes, x layout, w layout)
 FULL = [
@@ -31,7 +31,7 @@ SHORT = [((1, 4, 6, 6), (4, 2, 3, 3), {"groups": 2, "pads": [1, 0, 1, 2], "strid
 
 def _conv() -> list[OpCase]:
     cases = []
-    for dtype in (DType.F16, DType.F32, DType.F64):
+    for dtype in (DType.F16, DType.BF16, DType.F32, DType.F64):
         rtol, atol = TOL[dtype]
         for x, w, attrs, x_layout, w_layout in FULL if dtype is DType.F32 else SHORT:
             cases.append(OpCase("conv2d", (In(x, dtype, x_layout), In(w, dtype, w_layout)), attrs, rtol, atol))

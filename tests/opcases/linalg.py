@@ -6,7 +6,7 @@ import numpy as np
 from needlec import DType
 from tests.opcases import In, OpCase
 
-TOL = {DType.F16: (2e-3, 2e-3), DType.F32: (1e-5, 1e-4), DType.F64: (1e-12, 1e-12)}
+TOL = {DType.F16: (2e-3, 2e-3), DType.BF16: (1e-2, 1e-2), DType.F32: (1e-5, 1e-4), DType.F64: (1e-12, 1e-12)}
 
 
 def _random_batched(seed: int = 4) -> tuple[tuple[int, ...], tuple[int, ...], str]:
@@ -28,7 +28,8 @@ SHORT = [((2, 3, 8), (8, 5), "dense"), ((7,), (7, 2), "permuted")]
 
 def _matmul() -> list[OpCase]:
     cases = []
-    for dtype in (DType.F16, DType.F32, DType.F64, DType.I8, DType.I16, DType.I32, DType.I64, DType.U8):
+    for dtype in (DType.F16, DType.BF16, DType.F32, DType.F64, DType.I8, DType.I16, DType.I32, DType.I64, DType.U8,
+                  DType.U16, DType.U32, DType.U64):
         rtol, atol = TOL.get(dtype, (0.0, 0.0))
         for a, b, layout in FULL if dtype is DType.F32 else SHORT:
             cases.append(OpCase("matmul", (In(a, dtype, layout), In(b, dtype, layout)), rtol=rtol, atol=atol))

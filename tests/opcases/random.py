@@ -5,7 +5,7 @@ from needlec import DType
 from tests.opcases import In, OpCase
 
 # dtype -> a shape of more than 4 KiB in that dtype
-BIG = {DType.F16: (50, 50), DType.F32: (40, 30), DType.F64: (3, 8, 25)}
+BIG = {DType.F16: (50, 50), DType.BF16: (50, 50), DType.F32: (40, 30), DType.F64: (3, 8, 25)}
 
 
 def _case(shape: tuple[int, ...], seed: int, dtype: DType = DType.F32, offset: int = 0) -> OpCase:

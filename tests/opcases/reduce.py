@@ -15,7 +15,7 @@ from tests.opcases import In, OpCase
 
 NAN = float("nan")
 # float sums/products are added in a different order than NumPy's pairwise sum
-TOL = {DType.F16: (1e-3, 1e-3), DType.F32: (1e-5, 1e-5), DType.F64: (1e-12, 1e-12)}
+TOL = {DType.F16: (1e-3, 1e-3), DType.BF16: (1e-2, 1e-2), DType.F32: (1e-5, 1e-5), DType.F64: (1e-12, 1e-12)}
 
 
 def _random_config(seed: int = 3) -> tuple[tuple[int, ...], tuple[int, ...], bool, str]:
@@ -79,7 +79,8 @@ def _arg_reductions() -> list[OpCase]:
                 cases.append(OpCase(name, (In(shape, DType.F32, layout),),
                                     {"axis": axis, "keepdims": keepdims, "select_last_index": last}))
             # a small integer range makes ties everywhere, so first/last selection matters
-            for dtype in (DType.F16, DType.F64, DType.I8, DType.I16, DType.I32, DType.I64, DType.U8, DType.BOOL):
+            for dtype in (DType.F16, DType.BF16, DType.F64, DType.I8, DType.I16, DType.I32, DType.I64, DType.U8,
+                          DType.U16, DType.U64, DType.BOOL):
                 cases.append(OpCase(name, (In((4, 7), dtype, low=0, high=2),),
                                     {"axis": -1, "select_last_index": last}))
             cases.append(OpCase(name, (In((3, 4), DType.F32, data=nan_data),),

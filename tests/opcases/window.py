@@ -5,7 +5,7 @@ from needlec import DType
 from tests.opcases import In, OpCase
 
 NAN = float("nan")
-TOL = {DType.F16: (1e-3, 1e-3), DType.F32: (1e-5, 1e-5), DType.F64: (1e-12, 1e-12)}
+TOL = {DType.F16: (1e-3, 1e-3), DType.BF16: (1e-2, 1e-2), DType.F32: (1e-5, 1e-5), DType.F64: (1e-12, 1e-12)}
 
 # (input shape, attributes other than kind, layout)
 FULL = [
@@ -33,7 +33,8 @@ SHORT = [((2, 2, 6, 6), {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 
 def _pooling() -> list[OpCase]:
     cases = []
     for kind in ("max", "sum"):
-        for dtype in (DType.F16, DType.F32, DType.F64, DType.I8, DType.I32, DType.I64, DType.U8):
+        for dtype in (DType.F16, DType.BF16, DType.F32, DType.F64, DType.I8, DType.I32, DType.I64, DType.U8,
+                      DType.U32, DType.U64):
             rtol, atol = TOL.get(dtype, (0.0, 0.0))
             for shape, attrs, layout in FULL if dtype is DType.F32 else SHORT:
                 cases.append(OpCase("window_reduce", (In(shape, dtype, layout),), {"kind": kind, **attrs},

@@ -1,9 +1,9 @@
 """CPU backend: a lowered ``Program`` -> one LLVM module with one entry point.
 
 The module holds every kernel (internal functions, inlined by O3 where it
-pays), the weights as private constants, variables (persistent state such as
-trained parameters) as private mutable globals initialised with their first
-value, a static arena for intermediates and three exported symbols:
+pays), small weights as private constants, small variables (persistent state
+such as trained parameters) as private mutable globals initialised with their
+first value, a static arena for intermediates and three exported symbols:
 
 ``int32_t needlec_run(void **inputs, void **outputs)``
     runs the graph on caller-owned, contiguous input and output buffers;
@@ -14,10 +14,21 @@ value, a static arena for intermediates and three exported symbols:
 ``void *needlec_variable(int32_t i)``
     the storage of variable ``i`` (signature order), or NULL when out of range:
     read or overwrite parameters and optimizer state between calls.
+
+Constants and variables over ``INLINE_LIMIT`` bytes are *external data*: the
+module only declares them (``external hidden`` globals named by
+``external_data``) and their bytes never pass through LLVM IR text, which
+would cost seconds and gigabytes for a 100 MB model. Whoever turns the module
+into machine code supplies the bytes: the JIT maps each symbol to a NumPy
+buffer (``runtime/jit.py``), shared libraries, objects and executables link a
+data object that holds them (``runtime/data_object.py``).
 """
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Callable
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
@@ -32,6 +43,39 @@ ENTRY = "needlec_run"
 SIGNATURE = "needlec_signature"
 VARIABLE = "needlec_variable"
 ALIGN = 64
+INLINE_LIMIT = 4096  # bytes: larger constants and variables are external data; smaller ones stay in the
+#                     module, where LLVM folds loads from them (scalars, small index tables)
+
+Stage = Callable[[str], AbstractContextManager]  # reports a named step of code generation (see runtime/progress.py)
+
+
+@dataclass(frozen=True)
+class ExternalData:
+    """A constant or variable whose bytes live outside the LLVM module, under ``symbol``.
+
+    ``data`` is the (initial) value as a contiguous array; ``writable`` is set
+    for variables, which the entry point updates in place.
+    """
+
+    symbol: str
+    buffer: str
+    data: np.ndarray
+    writable: bool
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+
+def external_data(program: Program) -> list[ExternalData]:
+    """The constants and variables of ``program`` larger than ``INLINE_LIMIT`` bytes, with their symbols."""
+    found = []
+    for name, data in program.constants.items():
+        array = np.ascontiguousarray(data)
+        if array.nbytes > INLINE_LIMIT:
+            writable = program.storage[name].kind == "variable"
+            found.append(ExternalData(f"needlec_data_{len(found)}", name, array, writable))
+    return found
 
 
 def signature_json(program: Program) -> str:
@@ -60,7 +104,15 @@ def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir
     module.data_layout = data_layout
 
     pointers: dict[str, ir.Value] = {}
+    for external in external_data(program):
+        ty = ir.ArrayType(I8, external.nbytes)
+        var = ir.GlobalVariable(module, ty, name=external.symbol)  # no initializer: a declaration
+        var.global_constant = not external.writable
+        var.align = ALIGN
+        pointers[external.buffer] = var
     for name, data in program.constants.items():
+        if name in pointers:
+            continue
         constant = program.storage[name].kind == "constant"
         prefix = "const" if constant else "var"
         pointers[name] = _byte_global(module, f"{prefix}.{name}", np.ascontiguousarray(data).tobytes(), constant)
@@ -73,6 +125,8 @@ def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir
         arena.align = ALIGN
 
     kernels = [KernelEmitter(module, k).emit() for k in program.kernels]
+    for fn in kernels:  # why: inlining every kernel into the entry makes O3 superlinear (17 s -> 3 s measured)
+        fn.attributes.add("noinline")
 
     entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=ENTRY)
     inputs, outputs = entry.args
@@ -111,13 +165,28 @@ def _emit_variable_accessor(module: ir.Module, variables: list[ir.Value]) -> Non
     ir.IRBuilder(null).ret(ir.Constant(PTR, None))
 
 
-def compile_module(program: Program, target_machine: "llvm.TargetMachine") -> "llvm.ModuleRef":
-    """Render, parse, verify and O3-optimise ``program`` for ``target_machine``."""
-    module = emit_module(program, target_machine.triple, str(target_machine.target_data))
-    try:
-        ref = llvm.parse_assembly(str(module))
-        ref.verify()
-    except RuntimeError as exc:
-        raise CodegenError(f"LLVM rejected the module for {program.name}: {exc}") from None
-    optimize(ref, target_machine)
+def no_stage(name: str) -> AbstractContextManager:
+    """A ``Stage`` that reports nothing."""
+    return nullcontext()
+
+
+def compile_module(program: Program, target_machine: "llvm.TargetMachine", stage: Stage = no_stage
+                   ) -> "llvm.ModuleRef":
+    """Render, parse, verify and O3-optimise ``program`` for ``target_machine``.
+
+    External data is declared with hidden visibility: a shared library
+    resolves it inside itself (PC-relative, no GOT entry, not exported).
+    ``stage(name)`` wraps each step (progress reporting).
+    """
+    with stage("llvm: render and parse"):
+        module = emit_module(program, target_machine.triple, str(target_machine.target_data))
+        try:
+            ref = llvm.parse_assembly(str(module))
+            for external in external_data(program):
+                ref.get_global_variable(external.symbol).visibility = "hidden"
+            ref.verify()
+        except RuntimeError as exc:
+            raise CodegenError(f"LLVM rejected the module for {program.name}: {exc}") from None
+    with stage("llvm: optimize (O3)"):
+        optimize(ref, target_machine)
     return ref

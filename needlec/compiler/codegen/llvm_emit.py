@@ -3,35 +3,63 @@
 ``emit_kernel`` writes one ``Kernel`` as an LLVM function whose parameters are
 the kernel's buffers. Scalar semantics follow NumPy: integer division
 truncates and yields 0 for a zero divisor (never trapping), ``mod`` is
-floor-mod, ``max``/``min`` propagate NaN, bool is ``i1`` in registers and one
-byte in memory.
+floor-mod and ``fmod`` truncated (C's fmod: the sign of the dividend; 0 for a
+zero integer divisor), ``max``/``min`` propagate NaN, unsigned dtypes divide,
+compare and convert as unsigned. Shifts read their amount as unsigned and
+never produce poison: ``shl`` and ``lshr`` by the bit width or more give 0,
+``shr`` (the dtype's own right shift: arithmetic for signed, logical for
+unsigned) fills with the sign bit. Bool is ``i1`` in registers and one byte in
+memory. bf16 is 16 bits in memory and an f32 in registers holding a value
+that bf16 represents: loads widen exactly, and every operation producing a
+bf16 result rounds it to nearest even (NaN becomes the quiet NaN, keeping its
+sign), as ``ml_dtypes`` does. The narrow storage formats are one byte in
+memory; their floats are f32 in registers (a load decodes through a table of
+every code's value, a cast rounds to nearest even, a store encodes) and their
+integers are i8 holding the value (a store keeps the low bits, a load
+extends them).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import llvmlite.ir as ir
+import numpy as np
 
-from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
 from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
                                        LocalRef, Loop, Select, Stmt, Store, Unary, Var)
 from needlec.errors import CodegenError
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
+I16 = ir.IntType(16)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
 PTR = ir.PointerType()
 
 _MEMORY_TYPES: dict[DType, ir.Type] = {
-    DType.F16: ir.HalfType(), DType.F32: ir.FloatType(), DType.F64: ir.DoubleType(),
-    DType.I8: I8, DType.I16: ir.IntType(16), DType.I32: I32, DType.I64: I64,
-    DType.U8: I8, DType.BOOL: I8,
+    DType.F16: ir.HalfType(), DType.BF16: I16, DType.F32: F32, DType.F64: F64,
+    DType.I8: I8, DType.I16: I16, DType.I32: I32, DType.I64: I64,
+    DType.U8: I8, DType.U16: I16, DType.U32: I32, DType.U64: I64, DType.BOOL: I8,
+    **{d: I8 for d in STORAGE_DTYPES},
 }
+# the dtype whose LLVM type and scalar semantics a dtype borrows in registers
+_REGISTER_AS: dict[DType, DType] = {DType.BF16: DType.F32, **{d: DType.F32 for d in NARROW_FLOAT_DTYPES},
+                                    DType.I4: DType.I8, DType.I2: DType.I8, DType.U4: DType.U8, DType.U2: DType.U8}
+_REGISTER_TYPES: dict[DType, ir.Type] = {**_MEMORY_TYPES, DType.BOOL: I1,
+                                         **{d: _MEMORY_TYPES[a] for d, a in _REGISTER_AS.items()}}
 _SUFFIX = {DType.F16: "f16", DType.F32: "f32", DType.F64: "f64"}
-_LIBM = {"erf": {DType.F32: "erff", DType.F64: "erf"}}
-_FLOAT_INTRINSIC = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos",
+# functions LLVM has no intrinsic for: libm symbols, resolved in-process by MCJIT and by -lm in a shared library
+_LIBM = {"erf": "erf", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh"}
+_FLOAT_INTRINSIC = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tan": "tan",
+                    "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
                     "tanh": "tanh", "floor": "floor", "ceil": "ceil", "round": "roundeven", "abs": "fabs"}
+# float ops whose result is exact on bf16 inputs (no rounding back to bf16 needed)
+_EXACT_ON_BF16 = frozenset({"neg", "abs", "floor", "ceil", "round", "max", "min"})
+_NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
 _FCMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
@@ -41,8 +69,49 @@ def memory_type(dtype: DType) -> ir.Type:
 
 
 def register_type(dtype: DType) -> ir.Type:
-    """The LLVM type a dtype has in registers (bool is i1)."""
-    return I1 if dtype is DType.BOOL else _MEMORY_TYPES[dtype]
+    """The LLVM type a dtype has in registers (bool is i1, bf16 an f32)."""
+    return _REGISTER_TYPES[dtype]
+
+
+def _register_as(dtype: DType) -> DType:
+    """The dtype whose register type and semantics ``dtype`` uses (bf16 and narrow floats: f32)."""
+    return _REGISTER_AS.get(dtype, dtype)
+
+
+@dataclass(frozen=True)
+class NarrowFloat:
+    """An ONNX float format narrower than f16: sign, exponent and ``mantissa`` bits in ``bits`` bits.
+
+    ``overflow`` is what a finite value beyond ``max_finite`` (after rounding)
+    becomes: ``inf``, ``nan`` or ``saturate`` (the largest finite value).
+    ``nan_code`` is the code of a NaN (the sign bit is added unless
+    ``unsigned_zero``: the fnuz formats have no -0, and their NaN is the sign
+    bit alone); f4e2m1 has no NaN and, as ``ml_dtypes``, turns NaN into the
+    zero of the opposite sign.
+    """
+
+    bits: int
+    mantissa: int
+    bias: int
+    max_finite: float
+    overflow: str
+    nan_code: int | None
+    unsigned_zero: bool = False
+    inf_code: int | None = None
+
+    @property
+    def min_exponent(self) -> int:
+        """The exponent of the smallest normal value."""
+        return 1 - self.bias
+
+
+NARROW_FLOATS = {
+    DType.F8E4M3FN: NarrowFloat(8, 3, 7, 448.0, "nan", 0x7F),
+    DType.F8E4M3FNUZ: NarrowFloat(8, 3, 8, 240.0, "nan", 0x80, unsigned_zero=True),
+    DType.F8E5M2: NarrowFloat(8, 2, 15, 57344.0, "inf", 0x7E, inf_code=0x7C),
+    DType.F8E5M2FNUZ: NarrowFloat(8, 2, 16, 57344.0, "nan", 0x80, unsigned_zero=True),
+    DType.F4E2M1: NarrowFloat(4, 1, 1, 6.0, "saturate", None),
+}
 
 
 class KernelEmitter:
@@ -80,6 +149,12 @@ class KernelEmitter:
             value = self.expr(s.value)
             if s.value.dtype is DType.BOOL:
                 value = b.zext(value, I8)
+            elif s.value.dtype is DType.BF16:  # the register holds a bf16 value: its top 16 bits are it
+                value = b.trunc(b.lshr(b.bitcast(value, I32), ir.Constant(I32, 16)), I16)
+            elif s.value.dtype in NARROW_FLOATS:
+                value = self.encode_narrow_float(s.value.dtype, value)
+            elif s.value.dtype in NARROW_INT_DTYPES:  # the value's low bits, as ml_dtypes stores them
+                value = b.and_(value, ir.Constant(I8, (1 << _NARROW_INT_BITS[s.value.dtype]) - 1))
             b.store(value, self.address(s.buffer.name, s.buffer.dtype, s.index))
         elif isinstance(s, Local):
             slot = self.entry_builder.alloca(register_type(s.init.dtype), name=s.name)
@@ -142,8 +217,8 @@ class KernelEmitter:
     def expr(self, e: Expr) -> ir.Value:
         b = self.builder
         if isinstance(e, Const):
-            if e.dtype.is_float:
-                return ir.Constant(register_type(e.dtype), float(e.value))
+            if e.dtype.is_float_format:  # through the dtype's NumPy twin: a bf16 or f8 constant is rounded to it
+                return ir.Constant(register_type(e.dtype), float(np.asarray(e.value, np.float64).astype(e.dtype.np)))
             return ir.Constant(register_type(e.dtype), int(e.value))
         if isinstance(e, Var):
             return self.vars[e.name]
@@ -152,23 +227,41 @@ class KernelEmitter:
             return b.load(slot, typ=register_type(dtype))
         if isinstance(e, Load):
             value = b.load(self.address(e.buffer.name, e.dtype, e.index), typ=memory_type(e.dtype))
+            if e.dtype is DType.BF16:
+                return b.bitcast(b.shl(b.zext(value, I32), ir.Constant(I32, 16)), F32)
+            if e.dtype in NARROW_FLOATS:
+                return self.decode_narrow_float(e.dtype, value)
+            if e.dtype in NARROW_INT_DTYPES:
+                return self.wrap_narrow_int(e.dtype, value)
             return b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if e.dtype is DType.BOOL else value
         if isinstance(e, Unary):
-            return self.unary(e.op, e.x.dtype, self.expr(e.x))
+            result = self.unary(e.op, e.x.dtype, self.expr(e.x))
+            return self.round_bf16(result) if e.dtype is DType.BF16 and e.op not in _EXACT_ON_BF16 else result
         if isinstance(e, Binary):
-            return self.binary(e.op, e.a.dtype, self.expr(e.a), self.expr(e.b))
+            result = self.binary(e.op, e.a.dtype, self.expr(e.a), self.expr(e.b))
+            return self.round_bf16(result) if e.dtype is DType.BF16 and e.op not in _EXACT_ON_BF16 else result
         if isinstance(e, Select):
             return b.select(self.expr(e.cond), self.expr(e.a), self.expr(e.b))
         if isinstance(e, Cast):
             return self.cast(self.expr(e.x), e.x.dtype, e.dtype)
         raise CodegenError(f"kernel {self.kernel.name}: cannot emit expression {type(e).__name__}")
 
+    def round_bf16(self, x: ir.Value) -> ir.Value:
+        """f32 ``x`` rounded to the nearest bf16 value, ties to even (overflow gives inf; NaN the quiet NaN)."""
+        b = self.builder
+        bits = b.bitcast(x, I32)
+        odd = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
+        rounded = b.and_(b.add(bits, b.add(odd, ir.Constant(I32, 0x7FFF))), ir.Constant(I32, -0x10000))
+        quiet_nan = b.or_(b.and_(bits, ir.Constant(I32, -0x80000000)), ir.Constant(I32, 0x7FC00000))
+        return b.bitcast(b.select(b.fcmp_unordered("uno", x, x), quiet_nan, rounded), F32)
+
     def intrinsic(self, name: str, dtype: DType, args: list[ir.Value]) -> ir.Value:
         """Call ``llvm.<name>.<type>`` (or a libm function where LLVM has no intrinsic)."""
+        dtype = _register_as(dtype)
         if name in _LIBM:
-            symbol = _LIBM[name].get(dtype)
-            if symbol is None:
+            if dtype not in (DType.F32, DType.F64):
                 raise CodegenError(f"{name} has no {dtype.value} implementation")
+            symbol = _LIBM[name] + ("f" if dtype is DType.F32 else "")
         else:
             symbol = f"llvm.{name}.{_SUFFIX[dtype]}"
         fn = self.module.globals.get(symbol)
@@ -190,8 +283,8 @@ class KernelEmitter:
             return b.neg(x)
         elif op == "abs":
             return b.select(b.icmp_signed("<", x, ir.Constant(x.type, 0)), b.neg(x), x) if dtype.is_signed else x
-        elif op == "not":
-            return b.xor(x, ir.Constant(x.type, 1))
+        elif op == "not":  # every bit flipped: boolean not on i1, bitwise not on integers
+            return b.not_(x)
         raise CodegenError(f"unary {op} is not defined for {dtype.value}")
 
     def binary(self, op: str, dtype: DType, x: ir.Value, y: ir.Value) -> ir.Value:
@@ -209,6 +302,8 @@ class KernelEmitter:
             return self.intrinsic("pow", dtype, [x, y])
         if op in ("max", "min"):
             return self.intrinsic("maximum" if op == "max" else "minimum", dtype, [x, y])
+        if op == "fmod":
+            return b.frem(x, y)
         if op == "mod":  # floor-mod: fmod, then move into the divisor's sign
             zero = ir.Constant(x.type, 0.0)
             r = b.frem(x, y)
@@ -221,21 +316,33 @@ class KernelEmitter:
         b = self.builder
         signed = dtype.is_signed
         simple: dict[str, Callable[[ir.Value, ir.Value], ir.Value]] = {
-            "add": b.add, "sub": b.sub, "mul": b.mul, "and": b.and_, "or": b.or_, "xor": b.xor,
-            "shl": b.shl, "lshr": b.lshr}
+            "add": b.add, "sub": b.sub, "mul": b.mul, "and": b.and_, "or": b.or_, "xor": b.xor}
         if op in simple:
             return simple[op](x, y)
+        if op in ("shl", "lshr", "shr"):
+            return self.shift(op, signed, x, y)
         if op in _FCMP:
             return (b.icmp_signed if signed else b.icmp_unsigned)(_FCMP[op], x, y)
         if op in ("max", "min"):
             cmp = (b.icmp_signed if signed else b.icmp_unsigned)(">" if op == "max" else "<", x, y)
             return b.select(cmp, x, y)
-        if op in ("div", "mod"):
+        if op in ("div", "mod", "fmod"):
             return self.int_divmod(op, signed, x, y)
         raise CodegenError(f"binary {op} is not defined for {dtype.value}")
 
+    def shift(self, op: str, signed: bool, x: ir.Value, y: ir.Value) -> ir.Value:
+        """``x`` shifted by ``y`` read as unsigned; LLVM's poison for ``y >= width`` is never produced."""
+        b = self.builder
+        width = ir.Constant(x.type, x.type.width)
+        too_far = b.icmp_unsigned(">=", y, width)
+        if op == "shr" and signed:  # shifting by width - 1 already fills with the sign bit
+            return b.ashr(x, b.select(too_far, ir.Constant(x.type, x.type.width - 1), y))
+        safe = b.select(too_far, ir.Constant(x.type, 0), y)
+        shifted = b.shl(x, safe) if op == "shl" else b.lshr(x, safe)
+        return b.select(too_far, ir.Constant(x.type, 0), shifted)
+
     def int_divmod(self, op: str, signed: bool, x: ir.Value, y: ir.Value) -> ir.Value:
-        """Division that never traps: a zero divisor gives 0, and ``MIN / -1`` wraps."""
+        """Division that never traps: a zero divisor gives 0, and ``MIN / -1`` wraps (its remainders are 0)."""
         b = self.builder
         zero, one = ir.Constant(x.type, 0), ir.Constant(x.type, 1)
         is_zero = b.icmp_unsigned("==", y, zero)
@@ -248,12 +355,100 @@ class KernelEmitter:
         if op == "div":
             return b.select(is_zero, zero, b.select(is_minus_one, b.neg(x), b.sdiv(x, safe)))
         r = b.srem(x, safe)
+        if op == "fmod":  # truncated: srem already has the dividend's sign
+            return b.select(b.or_(is_zero, is_minus_one), zero, r)
         fix = b.and_(b.icmp_signed("!=", r, zero),
                      b.icmp_unsigned("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", y, zero)))
         r = b.select(fix, b.add(r, safe), r)
         return b.select(b.or_(is_zero, is_minus_one), zero, r)
 
     def cast(self, x: ir.Value, src: DType, dst: DType) -> ir.Value:
+        if src is dst:
+            return x
+        src = _register_as(src)
+        if dst is DType.BF16:  # to f32 first (as ml_dtypes: so f64 and wide integers round twice), then round
+            return self.round_bf16(self.convert(x, src, DType.F32))
+        if dst in NARROW_FLOATS:  # rounded once, in f64 (which holds every f32 and f16 exactly)
+            return self.round_narrow_float(dst, self.convert(x, src, DType.F64))
+        if dst in NARROW_INT_DTYPES:  # as ml_dtypes: truncate to an integer, keep the low bits
+            return self.wrap_narrow_int(dst, self.builder.trunc(self.convert(x, src, DType.I64), I8))
+        return self.convert(x, src, dst)
+
+    # -- narrow storage formats -------------------------------------------------
+    def decode_narrow_float(self, dtype: DType, code: ir.Value) -> ir.Value:
+        """The f32 value of a stored code: a lookup in a table of every code's value."""
+        fmt, b = NARROW_FLOATS[dtype], self.builder
+        name = f"narrow.{dtype.value}"
+        table = self.module.globals.get(name)
+        if table is None:
+            codes = np.arange(1 << fmt.bits, dtype=np.uint8).view(dtype.np).astype(np.float32)
+            ty = ir.ArrayType(F32, codes.size)
+            table = ir.GlobalVariable(self.module, ty, name=name)
+            table.initializer = ir.Constant(ty, [float(v) for v in codes])
+            table.global_constant = True
+            table.linkage = "private"
+        index = b.zext(b.and_(code, ir.Constant(I8, (1 << fmt.bits) - 1)), I64)
+        return b.load(b.gep(table, [ir.Constant(I64, 0), index], inbounds=True), typ=F32)
+
+    def round_narrow_float(self, dtype: DType, x: ir.Value) -> ir.Value:
+        """f64 ``x`` rounded to the nearest value of ``dtype`` (ties to even), as an f32.
+
+        The quantum at ``x`` is ``2**(max(exponent(x), min_exponent) - mantissa)``
+        (fixed below the normal range, so subnormals round right); dividing by
+        a power of two is exact, so ``roundeven(|x| / q) * q`` is the rounding.
+        """
+        fmt, b = NARROW_FLOATS[dtype], self.builder
+        magnitude = self.intrinsic("fabs", DType.F64, [x])
+        exponent = b.sub(b.lshr(b.bitcast(magnitude, I64), ir.Constant(I64, 52)), ir.Constant(I64, 1023))
+        lowest = ir.Constant(I64, fmt.min_exponent)
+        exponent = b.select(b.icmp_signed("<", exponent, lowest), lowest, exponent)
+        quantum_bits = b.shl(b.add(exponent, ir.Constant(I64, 1023 - fmt.mantissa)), ir.Constant(I64, 52))
+        quantum = b.bitcast(quantum_bits, F64)
+        rounded = b.fmul(self.intrinsic("roundeven", DType.F64, [b.fdiv(magnitude, quantum)]), quantum)
+        beyond = {"inf": float("inf"), "nan": float("nan"), "saturate": fmt.max_finite}[fmt.overflow]
+        rounded = b.select(b.fcmp_ordered(">", rounded, ir.Constant(F64, fmt.max_finite)),
+                           ir.Constant(F64, beyond), rounded)
+        negative = b.icmp_signed("<", b.bitcast(x, I64), ir.Constant(I64, 0))  # the sign bit, also of -0 and NaN
+        signed = b.select(negative, b.fneg(rounded), rounded)
+        if fmt.unsigned_zero:  # no -0: a negative value rounding to zero is +0
+            signed = b.select(b.fcmp_ordered("==", rounded, ir.Constant(F64, 0.0)), ir.Constant(F64, 0.0), signed)
+        if fmt.nan_code is None:  # no NaN: the zero of the opposite sign (ml_dtypes)
+            zero = b.select(negative, ir.Constant(F64, 0.0), ir.Constant(F64, -0.0))
+            signed = b.select(b.fcmp_unordered("uno", x, x), zero, signed)
+        return b.fptrunc(signed, F32)
+
+    def encode_narrow_float(self, dtype: DType, x: ir.Value) -> ir.Value:
+        """The i8 code of f32 ``x``, a value of ``dtype`` (or NaN / inf where the format has them)."""
+        fmt, b = NARROW_FLOATS[dtype], self.builder
+        bits = b.bitcast(x, I32)
+        exponent = b.sub(b.and_(b.lshr(bits, ir.Constant(I32, 23)), ir.Constant(I32, 0xFF)), ir.Constant(I32, 127))
+        mantissa = b.and_(b.lshr(bits, ir.Constant(I32, 23 - fmt.mantissa)), ir.Constant(I32, (1 << fmt.mantissa) - 1))
+        normal = b.or_(b.shl(b.add(exponent, ir.Constant(I32, fmt.bias)), ir.Constant(I32, fmt.mantissa)), mantissa)
+        magnitude = self.intrinsic("fabs", DType.F32, [x])
+        scale = ir.Constant(F32, 2.0 ** (fmt.mantissa - fmt.min_exponent))  # subnormal codes count quanta
+        subnormal = b.fptoui(b.fmul(magnitude, scale), I32)
+        code = b.select(b.icmp_signed("<", exponent, ir.Constant(I32, fmt.min_exponent)), subnormal, normal)
+        if fmt.inf_code is not None:
+            code = b.select(b.fcmp_ordered("==", magnitude, ir.Constant(F32, float("inf"))),
+                            ir.Constant(I32, fmt.inf_code), code)
+        if fmt.nan_code is not None:
+            code = b.select(b.fcmp_unordered("uno", x, x), ir.Constant(I32, fmt.nan_code), code)
+        sign = b.shl(b.lshr(bits, ir.Constant(I32, 31)), ir.Constant(I32, fmt.bits - 1))
+        if fmt.unsigned_zero:  # no sign on a zero code (the sign bit alone is NaN, whose code has it already)
+            sign = b.select(b.icmp_unsigned("==", b.and_(code, ir.Constant(I32, 0x7F)), ir.Constant(I32, 0)),
+                            ir.Constant(I32, 0), sign)
+        return b.trunc(b.or_(code, sign), I8)
+
+    def wrap_narrow_int(self, dtype: DType, x: ir.Value) -> ir.Value:
+        """The i8 holding the value of ``x``'s low bits in ``dtype`` (sign-extended if signed)."""
+        b, width = self.builder, _NARROW_INT_BITS[dtype]
+        if dtype.is_signed:
+            shift = ir.Constant(I8, 8 - width)
+            return b.ashr(b.shl(x, shift), shift)
+        return b.and_(x, ir.Constant(I8, (1 << width) - 1))
+
+    def convert(self, x: ir.Value, src: DType, dst: DType) -> ir.Value:
+        """``x`` converted from ``src`` to ``dst`` (both with their own register semantics)."""
         b = self.builder
         if src is dst:
             return x

@@ -254,9 +254,10 @@ class _Parser:
         if dtype is DType.BOOL:
             ok = tok.kind == "ident" and tok.text in ("true", "false")
         else:
-            ok = tok.kind == "number" and (dtype.is_float or bool(_INT.fullmatch(tok.text)))
+            ok = tok.kind == "number" and (dtype.is_float_format or bool(_INT.fullmatch(tok.text)))
         if not ok:
-            kind = "true or false" if dtype is DType.BOOL else ("a number" if dtype.is_float else "an integer")
+            kind = ("true or false" if dtype is DType.BOOL
+                    else "a number" if dtype.is_float_format else "an integer")
             raise _error(tok, f"expected {kind} ({dtype.value} element), found {tok.describe()}")
         return tok
 

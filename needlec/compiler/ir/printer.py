@@ -92,7 +92,7 @@ def literal_array(elements: list[str], dtype: DType) -> np.ndarray:
     """The flat array that literal ``elements`` denote in ``dtype`` (the parser uses this too)."""
     if dtype is DType.BOOL:
         return np.array([e == "true" for e in elements], dtype=np.bool_)
-    if dtype.is_float:
+    if dtype.is_float_format:
         return np.array([float(e) for e in elements], dtype=np.float64).astype(dtype.np)
     return np.array([int(e) for e in elements], dtype=dtype.np)
 

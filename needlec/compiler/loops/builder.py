@@ -21,7 +21,7 @@ def const(value: object, dtype: DType = DType.I64) -> Const:
     """A typed constant (Python bool/int/float normalised to the dtype's kind)."""
     if dtype is DType.BOOL:
         return Const(bool(value), dtype)
-    if dtype.is_float:
+    if dtype.is_float_format:
         return Const(float(value), dtype)  # type: ignore[arg-type]
     return Const(int(value), dtype)  # type: ignore[call-overload]
 

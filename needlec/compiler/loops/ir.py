@@ -16,9 +16,10 @@ from typing import Any
 from needlec.compiler.ir.dtypes import DType
 
 UNARY_OPS = frozenset({"neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "erf",
+                       "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
                        "floor", "ceil", "round", "not"})
-ARITH_OPS = frozenset({"add", "sub", "mul", "div", "mod", "pow", "max", "min",
-                       "and", "or", "xor", "shl", "lshr"})
+ARITH_OPS = frozenset({"add", "sub", "mul", "div", "mod", "fmod", "pow", "max", "min",
+                       "and", "or", "xor", "shl", "lshr", "shr"})
 COMPARE_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 LOOP_KINDS = ("serial", "parallel", "vectorize", "gpu_block", "gpu_thread")
 

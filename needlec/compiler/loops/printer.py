@@ -38,7 +38,7 @@ INDENT = "  "
 INFIX: dict[str, tuple[str, int]] = {
     "mul": ("*", 10), "div": ("/", 10),
     "add": ("+", 9), "sub": ("-", 9),
-    "shl": ("<<", 8), "lshr": (">>>", 8),
+    "shl": ("<<", 8), "lshr": (">>>", 8), "shr": (">>", 8),
     "lt": ("<", 7), "le": ("<=", 7), "gt": (">", 7), "ge": (">=", 7),
     "eq": ("==", 6), "ne": ("!=", 6),
     "and": ("&", 5), "xor": ("^", 4), "or": ("|", 3),
@@ -53,7 +53,7 @@ DEFAULT_CONST_DTYPES = frozenset({DType.I64, DType.F32, DType.BOOL})
 def _const(expr: Const) -> str:
     if expr.dtype is DType.BOOL:
         text = "true" if expr.value else "false"
-    elif expr.dtype.is_float:
+    elif expr.dtype.is_float_format:
         text = repr(float(expr.value))
     else:
         text = str(int(expr.value))

@@ -1,2 +1,3 @@
 """Importing this package registers every primitive op (see ``registry``)."""
-from needlec.compiler.ops import elementwise, views, data, random, reduce, linalg, window, conv  # noqa: F401
+from needlec.compiler.ops import (elementwise, convert, views, data, random, reduce, linalg, window,  # noqa: F401
+                                  conv, sort, scan)

@@ -46,8 +46,8 @@ def normalize_axis(op: str, axis: int, rank: int) -> int:
 
 
 def compute_dtype(dtype: DType) -> DType:
-    """The type arithmetic is done in: f16 computes in f32 (as NumPy does)."""
-    return DType.F32 if dtype is DType.F16 else dtype
+    """The type arithmetic is done in: f16 and bf16 compute in f32 (as NumPy and ml_dtypes do)."""
+    return DType.F32 if dtype in (DType.F16, DType.BF16) else dtype
 
 
 ScalarFn = Callable[[Sequence[Expr]], Expr]
@@ -56,8 +56,8 @@ ScalarFn = Callable[[Sequence[Expr]], Expr]
 def lower_elementwise(fn: ScalarFn, promote: bool = True) -> Callable:
     """A lowering: one nest over the output shape computing ``fn`` of broadcast loads.
 
-    With ``promote``, f16 operands are widened to f32 before ``fn`` (NumPy's
-    behaviour) and the store narrows the result back.
+    With ``promote``, f16 and bf16 operands are widened to f32 before ``fn``
+    (NumPy's and ml_dtypes' behaviour) and the store narrows the result back.
     """
 
     def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand], attrs: dict) -> list[Stmt]:

@@ -48,6 +48,14 @@ def fill_scalar(value: float, dtype: DType) -> np.generic:
         return np.asarray(value, np.float64).astype(dtype.np)[()]
 
 
+def fill_constant(value: float, dtype: DType) -> Const:
+    """``fill_scalar`` as a loop-IR constant (a narrow float keeps its fraction: it computes as f32)."""
+    scalar = fill_scalar(value, dtype)
+    if dtype.is_float_format:
+        return Const(float(scalar), dtype)
+    return const(scalar.item(), dtype)
+
+
 def check_shape(op: str, shape: Sequence[int]) -> tuple[int, ...]:
     """``shape`` as a tuple, with ShapeError naming ``op`` on a negative dimension."""
     check(all(d >= 0 for d in shape), f"{op}: shape {tuple(shape)} has a negative dimension")
@@ -183,7 +191,7 @@ def _pad_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand
     (x,), (out,) = ins, outs
     mode = attrs["mode"]
     plan = _plan_of(x.type, attrs)
-    fill = const(fill_scalar(attrs["value"], out.dtype).item(), out.dtype)
+    fill = fill_constant(attrs["value"], out.dtype)
 
     def body(idx: list) -> list[Stmt]:
         if x.type.size == 0:  # constant mode over an empty input: nothing to read
@@ -539,7 +547,7 @@ def _fill_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> lis
 def _fill_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
                 attrs: Mapping[str, Any]) -> list[Stmt]:
     (out,) = outs
-    value = const(fill_scalar(attrs["value"], out.dtype).item(), out.dtype)
+    value = fill_constant(attrs["value"], out.dtype)
     return kb.loop_nest(out.shape, lambda idx: [out.store(idx, value)])
 
 

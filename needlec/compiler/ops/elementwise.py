@@ -1,10 +1,16 @@
-"""Elementwise primitives: unary math, binary ops with NumPy broadcasting, where, cast.
+"""Elementwise primitives: unary math, float predicates, binary ops with NumPy broadcasting, where.
 
 Each op is one row of a table: (name, allowed dtypes, NumPy reference, scalar
 loop-IR expression, gradient rule). The loop-IR binary ops follow NumPy
 semantics for every dtype (integer division truncates and gives 0 on division
 by zero, ``mod`` is floor-mod), so references and lowerings agree on edge
-cases. Gradient rules
+cases. ``fmod`` is C's fmod (truncated: the result has the dividend's sign);
+an integer ``fmod`` by 0 gives 0, like ``div``. Bitwise ops take integers
+only (use the ``logical_*`` ops on bool). Shifts follow NumPy: the amount is
+read as unsigned (a negative amount is huge), a shift by the bit width or more
+gives 0, except that ``shift_right`` of a negative signed value then gives -1;
+``shift_right`` is arithmetic for signed and logical for unsigned dtypes.
+Gradient rules
 follow PyTorch where it defines a value at a kink: relu'(0) = abs'(0) = 0 and
 max/min split the gradient evenly between equal operands.
 """
@@ -15,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from needlec.compiler.ir.dtypes import ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES, DType
+from needlec.compiler.ir.dtypes import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import binary, cast, const, select, unary
+from needlec.compiler.loops.builder import binary, const, select, unary
 from needlec.compiler.loops.ir import Expr
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, grad_where, lower_elementwise
-from needlec.compiler.ops.registry import NO_GRAD, Attr, GradFn, OpDef, register
+from needlec.compiler.ops.registry import NO_GRAD, GradFn, OpDef, register
 
 if TYPE_CHECKING:
     from needlec.compiler.passes.autodiff import GradContext
@@ -69,6 +75,15 @@ def _np_mod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.mod(a, b)
 
 
+def _np_fmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """C's fmod; integers give 0 for a zero divisor (and for -1, whose remainder is always 0: no MIN % -1)."""
+    with np.errstate(all="ignore"):
+        if a.dtype.kind in "iu":
+            trivial = (b == 0) | (b == -1) if a.dtype.kind == "i" else b == 0
+            return np.where(trivial, 0, np.fmod(a, np.where(trivial, 1, b).astype(b.dtype))).astype(a.dtype)
+        return np.fmod(a, b)
+
+
 # -- gradient rules: d(input) from the input(s) x / a, b, the output y and the output gradient g --------
 
 UnaryGrad = Callable[["GradContext", Value, Value, Value], Value]
@@ -101,6 +116,38 @@ def _d_sigmoid(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
 
 def _d_relu(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
     return grad_where(ctx, ctx.add("gt", x, ctx.const(0.0, x)), g)  # relu'(0) = 0, as PyTorch
+
+
+def _d_tan(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+    return ctx.add("mul", g, ctx.add("add", ctx.const(1.0, y), ctx.add("mul", y, y)))
+
+
+def _over_sqrt(sign: float, offset: float, square_sign: float) -> UnaryGrad:
+    """``sign * g / sqrt(offset + square_sign * x**2)``: asin (1, 1, -1), acos (-1, 1, -1), asinh (1, 1, 1),
+    acosh (1, -1, 1)."""
+
+    def rule(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+        radicand = ctx.add("add", ctx.const(offset, x), ctx.add("mul", ctx.const(square_sign, x), ctx.add("mul", x, x)))
+        return ctx.add("div", ctx.add("mul", g, ctx.const(sign, g)), ctx.add("sqrt", radicand))
+
+    return rule
+
+
+def _over_square(square_sign: float) -> UnaryGrad:
+    """``g / (1 + square_sign * x**2)``: atan (1), atanh (-1)."""
+
+    def rule(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
+        return ctx.add("div", g, ctx.add("add", ctx.const(1.0, x), ctx.add("mul", ctx.const(square_sign, x),
+                                                                           ctx.add("mul", x, x))))
+
+    return rule
+
+
+def _d_fmod(ctx: GradContext, a: Value, b: Value, y: Value, g: Value) -> tuple[Value, Value]:
+    """a fmod b = a - b * trunc(a / b), with trunc(q) = q < 0 ? ceil(q) : floor(q)."""
+    q = ctx.add("div", a, b)
+    trunc = ctx.add("where", ctx.add("lt", q, ctx.const(0.0, q)), ctx.add("ceil", q), ctx.add("floor", q))
+    return g, ctx.add("neg", ctx.add("mul", g, trunc))
 
 
 def _d_erf(ctx: GradContext, x: Value, y: Value, g: Value) -> Value:
@@ -154,12 +201,36 @@ UNARY: dict[str, tuple[frozenset[DType], Callable[[np.ndarray], np.ndarray], Cal
             lambda ctx, x, y, g: ctx.add("mul", g, ctx.add("cos", x))),
     "cos": (FLOAT_DTYPES, np.cos, lambda x: unary("cos", x), "cosine",
             lambda ctx, x, y, g: ctx.add("mul", g, ctx.add("neg", ctx.add("sin", x)))),
+    "tan": (FLOAT_DTYPES, np.tan, lambda x: unary("tan", x), "tangent", _d_tan),
+    "asin": (FLOAT_DTYPES, np.arcsin, lambda x: unary("asin", x), "inverse sine (NaN outside [-1, 1])",
+             _over_sqrt(1.0, 1.0, -1.0)),
+    "acos": (FLOAT_DTYPES, np.arccos, lambda x: unary("acos", x), "inverse cosine (NaN outside [-1, 1])",
+             _over_sqrt(-1.0, 1.0, -1.0)),
+    "atan": (FLOAT_DTYPES, np.arctan, lambda x: unary("atan", x), "inverse tangent", _over_square(1.0)),
+    "sinh": (FLOAT_DTYPES, np.sinh, lambda x: unary("sinh", x), "hyperbolic sine",
+             lambda ctx, x, y, g: ctx.add("mul", g, ctx.add("cosh", x))),
+    "cosh": (FLOAT_DTYPES, np.cosh, lambda x: unary("cosh", x), "hyperbolic cosine",
+             lambda ctx, x, y, g: ctx.add("mul", g, ctx.add("sinh", x))),
+    "asinh": (FLOAT_DTYPES, np.arcsinh, lambda x: unary("asinh", x), "inverse hyperbolic sine",
+              _over_sqrt(1.0, 1.0, 1.0)),
+    "acosh": (FLOAT_DTYPES, np.arccosh, lambda x: unary("acosh", x), "inverse hyperbolic cosine (NaN below 1)",
+              _over_sqrt(1.0, -1.0, 1.0)),
+    "atanh": (FLOAT_DTYPES, np.arctanh, lambda x: unary("atanh", x),
+              "inverse hyperbolic tangent (+-inf at +-1, NaN outside)", _over_square(-1.0)),
     # piecewise constant: the gradient is 0 almost everywhere
     "floor": (FLOAT_DTYPES, np.floor, lambda x: unary("floor", x), "round down", NO_GRAD),
     "ceil": (FLOAT_DTYPES, np.ceil, lambda x: unary("ceil", x), "round up", NO_GRAD),
     "round": (FLOAT_DTYPES, np.round, lambda x: unary("round", x), "round half to even", NO_GRAD),
     "sign": (NUMERIC_DTYPES, np.sign, _sign, "-1, 0 or 1 (NaN stays NaN)", NO_GRAD),
     "logical_not": (BOOL, np.logical_not, lambda x: unary("not", x), "boolean not", NO_GRAD),
+    "bitwise_not": (INT_DTYPES, np.invert, lambda x: unary("not", x), "every bit flipped (integers)", NO_GRAD),
+}
+
+# float -> bool tests: name -> (NumPy reference, scalar expression, doc); not differentiable
+PREDICATES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[Expr], Expr], str]] = {
+    "isnan": (np.isnan, lambda x: binary("ne", x, x), "x is NaN (bool)"),
+    "isinf": (np.isinf, lambda x: binary("eq", unary("abs", x), const(math.inf, x.dtype)),
+              "x is +inf or -inf (bool; compare with 0 for one sign)"),
 }
 
 # name -> (dtypes, result is bool, reference, loop-IR binary op, gradient rule or NO_GRAD)
@@ -179,6 +250,7 @@ BINARY: dict[str, tuple[frozenset[DType], bool, Callable[[np.ndarray, np.ndarray
     "mod": (NUMERIC_DTYPES, False, _np_mod, "mod",
             lambda ctx, a, b, y, g: (g, ctx.add("neg", ctx.add("mul", g,
                                                              ctx.add("floor", ctx.add("div", a, b)))))),
+    "fmod": (NUMERIC_DTYPES, False, _np_fmod, "fmod", _d_fmod),
     "eq": (ALL_DTYPES, True, np.equal, "eq", NO_GRAD),
     "ne": (ALL_DTYPES, True, np.not_equal, "ne", NO_GRAD),
     "lt": (NUMERIC_DTYPES, True, np.less, "lt", NO_GRAD),
@@ -188,6 +260,11 @@ BINARY: dict[str, tuple[frozenset[DType], bool, Callable[[np.ndarray, np.ndarray
     "logical_and": (BOOL, False, np.logical_and, "and", NO_GRAD),
     "logical_or": (BOOL, False, np.logical_or, "or", NO_GRAD),
     "logical_xor": (BOOL, False, np.logical_xor, "xor", NO_GRAD),
+    "bitwise_and": (INT_DTYPES, False, np.bitwise_and, "and", NO_GRAD),
+    "bitwise_or": (INT_DTYPES, False, np.bitwise_or, "or", NO_GRAD),
+    "bitwise_xor": (INT_DTYPES, False, np.bitwise_xor, "xor", NO_GRAD),
+    "shift_left": (INT_DTYPES, False, np.left_shift, "shl", NO_GRAD),
+    "shift_right": (INT_DTYPES, False, np.right_shift, "shr", NO_GRAD),
 }
 
 
@@ -252,6 +329,18 @@ for _name, (_dtypes, _ref, _expr, _doc, _grad) in UNARY.items():
     register(OpDef(_name, 1, _unary_infer(_name, _dtypes), _unary_reference(_ref),
                    lower_elementwise(lambda args, f=_expr: f(args[0])), grad=_unary_grad(_grad), doc=_doc))
 
+def _predicate_infer(name: str) -> Callable:
+    def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
+        check_dtypes(name, types, FLOAT_DTYPES)
+        return [TensorType(types[0].shape, DType.BOOL)]
+
+    return infer
+
+
+for _name, (_ref, _expr, _doc) in PREDICATES.items():
+    register(OpDef(_name, 1, _predicate_infer(_name), lambda args, attrs, f=_ref: [np.asarray(f(args[0]))],
+                   lower_elementwise(lambda args, f=_expr: f(args[0])), grad=NO_GRAD, doc=_doc))
+
 for _name, (_dtypes, _to_bool, _ref, _loop_op, _grad) in BINARY.items():
     register(OpDef(_name, 2, _binary_infer(_name, _dtypes, _to_bool), _binary_reference(_ref, _to_bool),
                    lower_elementwise(lambda args, op=_loop_op: binary(op, args[0], args[1])),
@@ -276,26 +365,3 @@ register(OpDef(
     lambda args, attrs: [np.where(*args).astype(args[1].dtype)],
     lower_elementwise(lambda args: select(args[0], args[1], args[2])),
     grad=_where_grad, doc="cond ? a : b with NumPy broadcasting"))
-
-
-def _cast_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
-    return [TensorType(types[0].shape, attrs["dtype"])]
-
-
-def _cast_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> list[np.ndarray]:
-    with np.errstate(all="ignore"):
-        return [args[0].astype(attrs["dtype"].np)]
-
-
-def _cast_lower(kb, ins, outs, attrs):  # type: ignore[no-untyped-def]
-    return lower_elementwise(lambda args: cast(args[0], attrs["dtype"]), promote=False)(kb, ins, outs, attrs)
-
-
-def _cast_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
-    """float -> float passes the gradient through (the driver casts it back); through an integer there is none."""
-    floats = node.inputs[0].dtype.is_float and node.outputs[0].dtype.is_float
-    return [out_grads[0] if floats else None]
-
-
-register(OpDef("cast", 1, _cast_infer, _cast_reference, _cast_lower, attrs={"dtype": Attr("dtype")},
-               grad=_cast_grad, doc="convert to another dtype (float->int truncates)"))

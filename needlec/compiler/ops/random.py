@@ -11,7 +11,7 @@ number generators", 2014; Java's ``SplittableRandom``) whose state starts at
 The seed is mixed first because SplitMix64 streams of nearby states are
 shifted copies of one sequence; mixing places seeds 0, 1, 2, ... far apart.
 The float is the top ``b`` bits of ``z`` times ``2**-b`` with ``b`` = 11 (f16),
-24 (f32) or 53 (f64): exactly representable, uniform in ``[0, 1)``, so the
+8 (bf16), 24 (f32) or 53 (f64): exactly representable, uniform in ``[0, 1)``, so the
 NumPy reference (``uint64`` arithmetic wraps) and compiled code agree bit for
 bit. Being counter-based, no state is threaded through the graph: dropout at
 step ``t`` uses ``offset = t * size``, and any slice of the stream can be
@@ -39,7 +39,7 @@ MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 MIX_SHIFTS = (30, 27, 31)
 MASK64 = 2**64 - 1
 # float dtype -> random bits per element (the dtype's significand width)
-MANTISSA_BITS = {DType.F16: 11, DType.F32: 24, DType.F64: 53}
+MANTISSA_BITS = {DType.F16: 11, DType.BF16: 8, DType.F32: 24, DType.F64: 53}
 
 
 def mix64(z: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ def _random_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list
     check(all(t.shape == () and t.dtype is DType.I64 for t in types),
           f"random_uniform: the run-time offset must be an i64 scalar, found {', '.join(map(str, types))}")
     dtype = attrs["dtype"]
-    check(dtype in FLOAT_DTYPES, f"random_uniform: dtype {dtype.value} is not a float dtype (f16, f32, f64)")
+    check(dtype in FLOAT_DTYPES, f"random_uniform: dtype {dtype.value} is not a float dtype (f16, bf16, f32, f64)")
     return [TensorType(check_shape("random_uniform", attrs["shape"]), dtype)]
 
 

@@ -27,7 +27,27 @@ class OnnxImportError(NeedlecError):
     """An ONNX model cannot be imported; the message names the node, op type and opset."""
 
 
+class DynamicValueError(OnnxImportError):
+    """A value the importer needs at compile time (a shape, an index, a trip count, a branch condition) is
+    computed at run time. ``inputs`` names the graph inputs it is computed from: a caller that knows their
+    values can import again with them fixed (``Importer(..., input_values=...)``)."""
+
+    def __init__(self, message: str, inputs: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.inputs = inputs
+
+
 _REQUIRED: Any = object()
+
+
+class EmptyOptional:
+    """The binding of an ONNX optional that holds nothing (``EMPTY_OPTIONAL`` is its one instance)."""
+
+    def __repr__(self) -> str:
+        return "EMPTY_OPTIONAL"
+
+
+EMPTY_OPTIONAL = EmptyOptional()
 
 Converter = Callable[["NodeContext"], Sequence["Value | None"]]
 CONVERTERS: dict[str, Converter] = {}
@@ -98,7 +118,8 @@ class NodeContext:
             raise self.error(f"input {i} is required but missing")
         value = self.importer.lookup(self.node.input[i], self.where)
         if not isinstance(value, Value):
-            raise self.error(f"input {i} ({self.node.input[i]!r}) is a sequence, expected a tensor")
+            kind = "a sequence" if isinstance(value, list) else "an empty optional"
+            raise self.error(f"input {i} ({self.node.input[i]!r}) is {kind}, expected a tensor")
         return value
 
     def optional_input(self, i: int) -> Value | None:
@@ -117,12 +138,17 @@ class NodeContext:
         return self.importer.fold(self.input(i)) if self.has_input(i) else None
 
     def require_const(self, i: int, what: str) -> np.ndarray:
-        """Input ``i``'s compile-time data; an error saying ``what`` it is otherwise."""
+        """Input ``i``'s compile-time data; DynamicValueError saying ``what`` it is otherwise."""
         data = self.const(i)
         if data is None:
-            raise self.error(f"input {i} ({what}) must be known at compile time; it is computed from "
-                             "graph inputs (dynamic shapes and data-dependent values are not supported)")
+            raise self.dynamic_error(f"input {i} ({what}) must be known at compile time; it is computed from "
+                                     "graph inputs (dynamic shapes and data-dependent values are not supported)",
+                                     self.input(i))
         return data
+
+    def dynamic_error(self, message: str, *values: Any) -> DynamicValueError:
+        """DynamicValueError naming this node and the graph inputs ``values`` (bindings) are computed from."""
+        return DynamicValueError(f"{self.where}: {message}", self.importer.inputs_of(values))
 
     # -- attributes -------------------------------------------------------------------
     def attr(self, name: str, default: Any = _REQUIRED) -> Any:

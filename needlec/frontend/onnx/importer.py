@@ -20,11 +20,12 @@ from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.ops.registry import get_op
 from needlec.errors import NeedlecError
-from needlec.frontend.onnx.context import CONVERTERS, NodeContext, OnnxImportError, onnx_dtype
+from needlec.frontend.onnx.context import (CONVERTERS, EMPTY_OPTIONAL, DynamicValueError, NodeContext,
+                                           OnnxImportError, onnx_dtype)
 from needlec.frontend.onnx.loader import default_opset, load_model
 
 NOT_FOLDED = frozenset({"random_uniform"})
-Binding = Any  # a graph Value, a list of Values (a sequence), or None (an absent optional)
+Binding = Any  # a graph Value, a list of Values (a sequence), or EMPTY_OPTIONAL (an optional holding nothing)
 
 
 def _graph_inputs_of(graph: onnx.GraphProto) -> set[str]:
@@ -78,11 +79,25 @@ def sort_nodes(nodes: Sequence[onnx.NodeProto], available: set[str], where: str)
 
 
 class Importer:
-    """Converts one ONNX model into one needlec ``Graph``."""
+    """Converts one ONNX model into one needlec ``Graph``.
 
-    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+    ``input_shapes`` fixes input shapes; for a sequence input it lists one shape per element (the
+    graph then takes the elements as inputs ``NAME_0``, ``NAME_1``, ...), and ``None`` marks an
+    optional input that holds nothing. Sequence outputs likewise become one graph output per
+    element; ``output_layout`` says how the graph's outputs regroup into the ONNX outputs.
+    ``input_values`` fixes inputs to known values (arrays, lists of arrays, ``None``): they become
+    constants, not graph inputs, so shapes computed from them are static (a backend that specializes on
+    them must recompile when they change; ``DynamicValueError.inputs`` says which inputs need it).
+    """
+
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Any] | None = None,
+                 input_values: Mapping[str, Any] | None = None) -> None:
         self.model = model
         self.input_shapes = dict(input_shapes or {})
+        self.input_values = dict(input_values or {})
+        self.input_names: dict[int, str] = {}  # id of a graph input value -> its ONNX input name
+        # per ONNX output: ("tensor", 1), ("sequence", element count) or ("empty", 0) graph outputs
+        self.output_layout: list[tuple[str, int]] = []
         self.opsets = {(e.domain or "ai.onnx"): e.version for e in model.opset_import}
         self.opsets.setdefault("ai.onnx", default_opset(model))
         self.graph = Graph(model.graph.name or "onnx_model")
@@ -98,6 +113,22 @@ class Importer:
 
     def bind(self, name: str, value: Binding) -> None:
         self.scopes[-1][name] = value
+
+    def inputs_of(self, bindings: Sequence[Binding]) -> frozenset[str]:
+        """ONNX names of the graph inputs that ``bindings`` (values or sequences of them) are computed from."""
+        pending = [v for b in bindings for v in (b if isinstance(b, list) else [b]) if isinstance(v, Value)]
+        seen: set[int] = set()
+        names = set()
+        while pending:
+            value = pending.pop()
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if id(value) in self.input_names:
+                names.add(self.input_names[id(value)])
+            elif value.producer is not None:
+                pending.extend(value.producer.inputs)
+        return frozenset(names)
 
     def fold(self, value: Value) -> np.ndarray | None:
         """``value``'s data when it depends only on constants (evaluated with the references), else None."""
@@ -124,20 +155,28 @@ class Importer:
             self.bind(tensor.name, self._initializer(tensor))
         for info in graph.input:
             if info.name not in self.scopes[0]:
-                self.bind(info.name, self.graph.add_input(info.name, self._input_type(info)))
-        unknown = sorted(set(self.input_shapes) - {i.name for i in graph.input})
+                self.bind(info.name, self._input_binding(info.name, info.type, f"graph input {info.name!r}"))
+        unknown = sorted((set(self.input_shapes) | set(self.input_values)) - {i.name for i in graph.input})
         if unknown:
-            raise OnnxImportError(f"input_shapes names {', '.join(unknown)}, which the model does not have as inputs")
+            raise OnnxImportError(f"input_shapes or input_values name {', '.join(unknown)}, which the model does "
+                                  "not have as inputs")
         self.convert_nodes(graph.node, "graph")
-        outputs = []
+        outputs: list[Value] = []
         for info in graph.output:
-            value = self.lookup(info.name, "graph output")
-            if not isinstance(value, Value):
-                raise OnnxImportError(f"graph output {info.name!r} is not a tensor (sequences and optional "
-                                      "outputs are not supported)")
-            if value.producer is not None and value not in outputs and value.name != info.name:
-                self.graph.rename(value, self.graph.fresh_name(info.name))
-            outputs.append(value)
+            binding = self.lookup(info.name, "graph output")
+            if isinstance(binding, Value):
+                self.output_layout.append(("tensor", 1))
+                named = [(binding, info.name)]
+            elif isinstance(binding, list):
+                self.output_layout.append(("sequence", len(binding)))
+                named = [(value, f"{info.name}_{i}") for i, value in enumerate(binding)]
+            else:
+                self.output_layout.append(("empty", 0))
+                named = []
+            for value, name in named:
+                if value.producer is not None and value not in outputs and value.name != name:
+                    self.graph.rename(value, self.graph.fresh_name(name))
+                outputs.append(value)
         self.graph.set_outputs(outputs)
         return self.graph
 
@@ -160,6 +199,8 @@ class Importer:
         except NeedlecError as exc:
             if ctx.where in str(exc):
                 raise
+            if isinstance(exc, DynamicValueError):
+                raise DynamicValueError(f"{ctx.where}: {exc}", exc.inputs) from exc
             raise OnnxImportError(f"{ctx.where}: {exc}") from exc
         except Exception as exc:  # a converter bug or a malformed node: still name the node
             raise OnnxImportError(f"{ctx.where}: {type(exc).__name__}: {exc}") from exc
@@ -195,17 +236,47 @@ class Importer:
             raise OnnxImportError(f"initializer {tensor.name!r} cannot be read (corrupted data?): {exc}") from None
         return self.graph.add_constant(data, tensor.name or "init")
 
-    def _input_type(self, info: onnx.ValueInfoProto) -> TensorType:
-        where = f"graph input {info.name!r}"
-        if not info.type.HasField("tensor_type"):
-            raise OnnxImportError(f"{where} is not a tensor (sequence, map and optional inputs are not supported)")
-        tensor_type = info.type.tensor_type
+    def _input_binding(self, name: str, type_proto: onnx.TypeProto, where: str) -> Binding:
+        """Graph input ``name``: a tensor input, a list of element inputs (a sequence) or EMPTY_OPTIONAL."""
+        if name in self.input_values:
+            return self._fixed_input(name, self.input_values[name])
+        kind = type_proto.WhichOneof("value")
+        if kind == "tensor_type":
+            value = self.graph.add_input(name, self._input_type(name, type_proto.tensor_type, where))
+            self.input_names[id(value)] = name
+            return value
+        if kind == "optional_type":
+            if name in self.input_shapes and self.input_shapes[name] is None:
+                return EMPTY_OPTIONAL
+            return self._input_binding(name, type_proto.optional_type.elem_type, where)
+        if kind == "sequence_type" and type_proto.sequence_type.elem_type.WhichOneof("value") == "tensor_type":
+            shapes = self.input_shapes.get(name)
+            if shapes is None:
+                raise OnnxImportError(f"{where} is a sequence; give its element shapes with input_shapes="
+                                      f"{{'{name}': [(2, 3), ...]}}")
+            dtype = onnx_dtype(type_proto.sequence_type.elem_type.tensor_type.elem_type, where)
+            elements = [self.graph.add_input(f"{name}_{i}", TensorType(tuple(int(d) for d in shape), dtype))
+                        for i, shape in enumerate(shapes)]
+            self.input_names.update((id(value), name) for value in elements)
+            return elements
+        raise OnnxImportError(f"{where} has a {kind or 'missing'} type; needlec takes tensors, sequences of tensors "
+                              "and optionals of those")
+
+    def _fixed_input(self, name: str, data: Any) -> Binding:
+        """An input fixed by ``input_values``: constants (a list of them for a sequence), EMPTY_OPTIONAL for None."""
+        if data is None:
+            return EMPTY_OPTIONAL
+        if isinstance(data, list):
+            return [self.graph.add_constant(np.asarray(item), f"{name}_{i}") for i, item in enumerate(data)]
+        return self.graph.add_constant(np.asarray(data), name)
+
+    def _input_type(self, name: str, tensor_type: onnx.TypeProto.Tensor, where: str) -> TensorType:
         dtype = onnx_dtype(tensor_type.elem_type, where)
-        given = self.input_shapes.get(info.name)
+        given = self.input_shapes.get(name)
         if not tensor_type.HasField("shape"):
             if given is None:
                 raise OnnxImportError(f"{where} has no declared shape; give it with input_shapes "
-                                      f"(CLI: --input-shape {info.name}=2x3)")
+                                      f"(CLI: --input-shape {name}=2x3)")
             return TensorType(tuple(given), dtype)
         dims = tensor_type.shape.dim
         if given is not None:
@@ -222,12 +293,12 @@ class Importer:
             if not dim.HasField("dim_value"):
                 label = dim.dim_param or "?"
                 raise OnnxImportError(f"{where} has a dynamic dimension {label!r} (axis {axis}); fix it with "
-                                      f"input_shapes={{'{info.name}': (...)}} (CLI: --input-shape "
-                                      f"{info.name}=1x3x224x224)")
+                                      f"input_shapes={{'{name}': (...)}} (CLI: --input-shape "
+                                      f"{name}=1x3x224x224)")
             shape.append(dim.dim_value)
         return TensorType(tuple(shape), dtype)
 
 
-def from_onnx(source: Any, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+def from_onnx(source: Any, input_shapes: Mapping[str, Any] | None = None) -> Graph:
     """Import an ONNX model (path, bytes or ModelProto) as a needlec graph with static shapes."""
     return Importer(load_model(source), input_shapes).run()

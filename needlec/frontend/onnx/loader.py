@@ -48,7 +48,22 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
         raise OnnxImportError(f"{where} is not an ONNX model (the protobuf does not parse: {exc})") from None
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise OnnxImportError(f"{where} is not an ONNX model (no IR version or no graph; truncated or another format)")
+    _check_names(model.graph, where)
     return model
+
+
+def _check_names(graph: onnx.GraphProto, where: str) -> None:
+    """Protobuf hands back names that are not valid UTF-8 as bytes: refuse them with a clear error."""
+    names = [graph.name, *(v.name for v in [*graph.input, *graph.output, *graph.value_info]),
+             *(t.name for t in graph.initializer)]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                _check_names(sub, where)
+    for name in names:
+        if not isinstance(name, str):
+            raise OnnxImportError(f"{where}: name {name!r} is not valid UTF-8")
 
 
 def _tensors_with_external_data(model: onnx.ModelProto) -> list[onnx.TensorProto]:
