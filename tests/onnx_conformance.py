@@ -56,7 +56,9 @@ def run_case(case) -> None:  # type: ignore[no-untyped-def]
             if isinstance(want, list):  # a sequence output
                 assert isinstance(got, list) and len(got) == len(want), f"output {i}: sequence mismatch"
                 for g, w in zip(got, want):
-                    np.testing.assert_allclose(g, _array(w), rtol=case.rtol, atol=case.atol)
+                    w = np.asarray(_array(w))
+                    assert g.shape == w.shape and g.dtype == w.dtype, f"output {i}: element {g.dtype}{g.shape}"
+                    np.testing.assert_allclose(g, w, rtol=case.rtol, atol=case.atol)
                 continue
             want = np.asarray(_array(want))
             assert got.shape == want.shape, f"output {i}: shape {got.shape}, expected {want.shape}"

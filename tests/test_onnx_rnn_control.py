@@ -475,7 +475,8 @@ def test_optionals_hold_a_value_or_nothing() -> None:
     assert [bool(v) for v in interpret(from_onnx(model), [rand(2)])] == [True, False]
     assert [bool(v) for v in interpret(Importer(model, {"o": None}).run(), [])] == [False, False]
     get = helper.make_graph([helper.make_node("OptionalGetElement", ["o"], ["v"], name="get0")], "g",
-                            [helper.make_value_info("o", optional_type)], [helper.make_tensor_value_info("v", F32, [2])])
+                            [helper.make_value_info("o", optional_type)],
+                            [helper.make_tensor_value_info("v", F32, [2])])
     with pytest.raises(OnnxImportError, match=r"node 'get0' \(OptionalGetElement, opset 18\): the optional input "
                                               "is empty"):
         Importer(helper.make_model(get, opset_imports=[helper.make_opsetid("", 18)]), {"o": None}).run()

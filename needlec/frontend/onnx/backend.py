@@ -51,6 +51,9 @@ class NeedlecRep(BackendRep):
         self.inputs = [i for i in model.graph.input if i.name not in initializers]
         self.output_names = [o.name for o in model.graph.output]
         self.specialize: set[str] = set()
+        # tensor inputs with symbolic dimensions take their shapes from the arrays given at run time
+        self.symbolic = {i.name for i in self.inputs if i.type.HasField("tensor_type")
+                         and any(not d.HasField("dim_value") for d in i.type.tensor_type.shape.dim)}
         self._cache: dict[Hashable, tuple[Compiled, Importer]] = {}
         if all(i.type.WhichOneof("value") == "tensor_type" for i in self.inputs):
             try:  # compile now, so prepare() reports import errors; value-dependent models wait for run()
@@ -63,6 +66,8 @@ class NeedlecRep(BackendRep):
         for name, value in given.items():
             if value is None or isinstance(value, list):
                 shapes[name] = None if value is None else [item.shape for item in value]
+            elif name in self.symbolic and name not in self.input_shapes:
+                shapes[name] = value.shape
         while True:
             values = {name: given[name] for name in self.specialize if name in given}
             key = (tuple(sorted((n, repr(s)) for n, s in shapes.items())),

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
 from needlec.frontend.onnx.ops.sequence import narrow, reshape, stack, take
@@ -100,6 +101,7 @@ def gate(ctx: NodeContext, x: Value, index: int, hidden: int) -> Value:
 
 
 def zeros(ctx: NodeContext, like: Value, shape: tuple[int, ...]) -> Value:
+    """A zero constant of ``shape`` in ``like``'s dtype (absent biases and initial states)."""
     return ctx.constant(np.zeros(shape, like.dtype.np))
 
 
@@ -117,12 +119,14 @@ def direction_weights(ctx: NodeContext, op: str, x: Value, d: int, hidden: int,
 
 
 def rnn_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Value], hidden: int) -> list[Value]:
+    """H' = f(x W^T + Wb + H R^T + Rb)."""
     (h,) = state
     pre = ctx.add("add", ctx.add("add", x_t, ctx.add("matmul", h, weights.r_t)), weights.r_bias)
     return [weights.acts[0](pre)]
 
 
 def gru_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Value], hidden: int) -> list[Value]:
+    """Update gate z, reset gate r, candidate h (reset applied before or after R_h); H' = (1 - z) h + z H."""
     (h,) = state
     f, g = weights.acts
     recurrent = ctx.add("matmul", h, narrow(ctx, weights.r_t, 1, 0, 2 * hidden))
@@ -140,6 +144,7 @@ def gru_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Value
 
 
 def lstm_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Value], hidden: int) -> list[Value]:
+    """Gates i, o, f, c (with peepholes; f = 1 - i under input_forget); C' = f C + i g(c), H' = o h(C')."""
     h, c = state
     f, g, act_h = weights.acts
     gates = ctx.add("add", ctx.add("add", x_t, ctx.add("matmul", h, weights.r_t)), weights.r_bias)
@@ -166,17 +171,19 @@ def step_masks(ctx: NodeContext, steps: int, batch: int) -> list[Value] | None:
     known = ctx.const(4)
     if known is not None and np.all(known == steps):
         return None
-    lengths = reshape(ctx, ctx.add("cast", ctx.input(4), dtype="i64"), (batch, 1))
+    lengths = reshape(ctx, ctx.add("cast", ctx.input(4), dtype=DType.I64), (batch, 1))
     return [ctx.add("lt", ctx.constant(np.int64(t)), lengths) for t in range(steps)]
 
 
 def initial_state(ctx: NodeContext, i: int, x: Value, d: int, batch: int, hidden: int, layout: int) -> Value:
+    """Direction ``d``'s (batch, H) slice of state input ``i`` (zeros when absent)."""
     if not ctx.has_input(i):
         return zeros(ctx, x, (batch, hidden))
     return take(ctx, ctx.input(i), 1 if layout else 0, d)
 
 
 def recurrent(ctx: NodeContext, op: str) -> list[Value | None]:
+    """Y (T, dirs, batch, H), Y_h (dirs, batch, H) and, for LSTM, Y_c, in ONNX's layout."""
     x = ctx.input(0)
     layout = ctx.attr("layout", 0)
     if x.type.rank != 3:
