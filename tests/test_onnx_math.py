@@ -18,8 +18,9 @@ import pytest
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-import needlec
 from needlec.frontend.onnx import OnnxImportError, from_onnx
+from tests.onnx_helpers import assert_same
+from tests.onnx_helpers import run_onnx as run
 
 RNG = np.random.default_rng(0)
 
@@ -35,24 +36,6 @@ def make_model(op_type: str, inputs: Sequence[str], feeds: dict[str, np.ndarray]
     graph = helper.make_graph([node], "g", graph_inputs, [helper.make_empty_tensor_value_info(o) for o in outputs],
                               initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """needlec's outputs of ``model`` (imported and compiled) on ``feeds``."""
-    got = needlec.compile(from_onnx(model))(*feeds.values())
-    return got if isinstance(got, tuple) else (got,)
-
-
-def assert_same(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], rtol: float, atol: float) -> None:
-    """Equal count, shapes, dtypes and values (exact for integers and bools)."""
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        e = np.asarray(e)
-        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
-        if e.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, e)
-        else:
-            np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
 
 
 def check(op_type: str, inputs: Sequence[str], feeds: dict[str, np.ndarray],

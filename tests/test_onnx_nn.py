@@ -26,6 +26,7 @@ from needlec.compiler.interpreter import interpret
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ops.registry import get_op
 from needlec.frontend.onnx import OnnxImportError, from_onnx
+from tests.onnx_helpers import assert_same
 
 RNG = np.random.default_rng(0)
 
@@ -55,19 +56,6 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], compiled: bool) ->
         return interpret(graph, list(feeds.values()))
     got = needlec.compile(graph)(*feeds.values())
     return list(got) if isinstance(got, tuple) else [got]
-
-
-def assert_same(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], rtol: float = 1e-4,
-                atol: float = 1e-5) -> None:
-    """Equal count, shapes, dtypes and values (exact for integers and bools)."""
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        e = np.asarray(e)
-        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
-        if e.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, e)
-        else:
-            np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
 
 
 def check(op_type: str, inputs: Sequence[str], feeds: dict[str, np.ndarray], opset: int = 22, num_outputs: int = 1,

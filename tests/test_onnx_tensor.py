@@ -19,6 +19,7 @@ from onnx.reference import ReferenceEvaluator
 
 import needlec
 from needlec.frontend.onnx import OnnxImportError, from_onnx
+from tests.onnx_helpers import assert_same, run_onnx
 
 RNG = np.random.default_rng(0)
 I64 = np.int64
@@ -38,16 +39,7 @@ def model_of(nodes: Sequence[onnx.NodeProto], feeds: dict[str, np.ndarray], cons
 def compare(model: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-6) -> None:
     """needlec's outputs equal the ONNX reference's in shape, dtype and value."""
     expected = ReferenceEvaluator(model).run(None, feeds)
-    got = needlec.compile(from_onnx(model))(*feeds.values())
-    got = got if isinstance(got, tuple) else (got,)
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        e = np.asarray(e)
-        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
-        if e.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, e)
-        else:
-            np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
+    assert_same(run_onnx(model, feeds), expected, rtol, atol)
 
 
 def check(op_type: str, inputs: Sequence[str], feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray] | None = None,

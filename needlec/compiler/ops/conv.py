@@ -61,7 +61,7 @@ def _conv_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> lis
     x, w = args
     window = _geometry(x.shape, w.shape, attrs)
     work = compute_dtype(DType.from_numpy(x.dtype)).np
-    (n, c, _, _), (o, cg, kh, kw), groups = x.shape, w.shape, attrs["groups"]
+    (n, _, _, _), (o, cg, kh, kw), groups = x.shape, w.shape, attrs["groups"]
     oh, ow = window.out_dims
     (sh, sw), (dh, dw) = window.strides, window.dilations
     padded = np.pad(x.astype(work), [(0, 0), (0, 0), *zip(window.pads_begin, window.pads_end)])
