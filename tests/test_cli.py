@@ -143,3 +143,23 @@ def test_compile_train_rejects_a_function_model(tmp_path) -> None:
                      "example_inputs = (np.ones((2, 3), np.float32),)\n")
     result = _cli("compile", str(model), "--train", "-o", str(tmp_path / "t.so"))
     assert result.returncode == 1 and "training needs `model` to be an nn.Module" in result.stderr
+
+
+def test_compile_train_from_an_onnx_model(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.random((8, 3)) * 0.1).astype(np.float32), "W"),
+               numpy_helper.from_array(np.zeros(3, np.float32), "b")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
+                              "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "linear.onnx"))
+    lib = tmp_path / "train.so"
+    assert main(["compile", str(tmp_path / "linear.onnx"), "--train", "--optimizer", "sgd", "--lr", "0.5",
+                 "-o", str(lib), "-q"]) == 0
+    step = needlec_load(str(lib))
+    x, y = rng.random((4, 8)).astype(np.float32), np.array([0, 1, 2, 1], np.int64)
+    losses = [float(step(x, y)) for _ in range(10)]
+    assert losses[-1] < losses[0] and {s.name for s in step.signature.variables} >= {"W", "b"}
