@@ -21,6 +21,7 @@ from needlec.compiler.interpreter import interpret
 from needlec.frontend.onnx import OnnxImportError, from_onnx
 from needlec.frontend.onnx.context import DynamicValueError
 from needlec.frontend.onnx.importer import Importer
+from tests.onnx_helpers import assert_same
 
 RNG = np.random.default_rng(0)
 F32 = TensorProto.FLOAT
@@ -74,11 +75,7 @@ def onnxruntime_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) ->
 
 def assert_close(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], rtol: float = 1e-5,
                  atol: float = 1e-6) -> None:
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        e = np.asarray(e)
-        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+    assert_same(got, expected, rtol, atol)
 
 
 # -- recurrent ops ----------------------------------------------------------------------
@@ -137,6 +134,7 @@ def test_recurrent_directions_and_layouts_match_reference(op: str, direction: st
               "direction": "bidirectional"}),
 ])
 def test_recurrent_cell_options_match_onnxruntime(op: str, attrs: dict[str, Any]) -> None:
+    attrs = dict(attrs)  # the parameter dict is shared between runs: do not mutate it
     direction = attrs.pop("direction", "forward")
     model, feeds = recurrent_case(op, direction, **attrs)
     assert_close(run(model, feeds), onnxruntime_outputs(model, feeds), rtol=1e-4, atol=1e-5)

@@ -118,6 +118,14 @@ def attention_bias(ctx: NodeContext, q: Value, kv_len: int, past_len: int) -> Va
     return bias
 
 
+def share_heads(ctx: NodeContext, q: Value, k: Value, v: Value) -> tuple[Value, Value]:
+    """K and V repeated so each query head has its own (grouped-query attention); an error if heads do not divide."""
+    q_heads, kv_heads = q.shape[1], k.shape[1]
+    if q_heads % kv_heads or v.shape[1] != kv_heads:
+        raise ctx.error(f"{q_heads} query heads cannot share {kv_heads} key / {v.shape[1]} value heads")
+    return repeat_heads(ctx, k, q_heads // kv_heads), repeat_heads(ctx, v, q_heads // kv_heads)
+
+
 @converter("Attention")
 def attention(ctx: NodeContext) -> list[Value | None]:
     q, k, v = ctx.input(0), ctx.input(1), ctx.input(2)
@@ -134,10 +142,7 @@ def attention(ctx: NodeContext) -> list[Value | None]:
         past_len = ctx.input(4).shape[2]
         k, v = concat(ctx, [ctx.input(4), k], 2), concat(ctx, [ctx.input(5), v], 2)
     present_k, present_v = k, v
-    q_heads, kv_heads = q.shape[1], k.shape[1]
-    if q_heads % kv_heads or v.shape[1] != kv_heads:
-        raise ctx.error(f"{q_heads} query heads cannot share {kv_heads} key / {v.shape[1]} value heads")
-    k, v = repeat_heads(ctx, k, q_heads // kv_heads), repeat_heads(ctx, v, q_heads // kv_heads)
+    k, v = share_heads(ctx, q, k, v)
 
     scale = ctx.attr("scale", None)
     scale = 1 / np.sqrt(q.shape[3]) if scale is None else scale
@@ -296,10 +301,7 @@ def flex_attention(ctx: NodeContext) -> list[Value]:
     q, k, v = ctx.input(0), ctx.input(1), ctx.input(2)
     if q.type.rank != 4 or k.type.rank != 4 or v.type.rank != 4:
         raise ctx.error(f"Q, K and V must be 4-D, found shapes {q.shape}, {k.shape}, {v.shape}")
-    q_heads, kv_heads = q.shape[1], k.shape[1]
-    if q_heads % kv_heads or v.shape[1] != kv_heads:
-        raise ctx.error(f"{q_heads} query heads cannot share {kv_heads} key / {v.shape[1]} value heads")
-    k, v = repeat_heads(ctx, k, q_heads // kv_heads), repeat_heads(ctx, v, q_heads // kv_heads)
+    k, v = share_heads(ctx, q, k, v)
     scale = ctx.attr("scale", None)
     scale = 1 / np.sqrt(q.shape[3]) if scale is None else scale
     root = ctx.scalar(np.sqrt(np.float32(scale)), q)

@@ -74,13 +74,15 @@ def activations(ctx: NodeContext, op: str, directions: int) -> list[list[Activat
     alphas, betas = list(ctx.attr("activation_alpha", [])), list(ctx.attr("activation_beta", []))
     clip = ctx.attr("clip", None)
     functions = []
-    for name in names:
+    for position, name in enumerate(names):
         if name.lower() not in ACTIVATION_PARAMS:
             raise ctx.error(f"unknown activation {name!r}; expected one of {', '.join(sorted(ACTIVATION_PARAMS))}")
         alpha, beta = ACTIVATION_PARAMS[name.lower()]
         alpha = alphas.pop(0) if alpha is not None and alphas else alpha
         beta = betas.pop(0) if beta is not None and betas else beta
-        functions.append(make_activation(ctx, name, alpha, beta, clip))
+        # LSTM's third activation reads the cell state, which is not clipped (as ONNX Runtime does)
+        output_activation = op == "LSTM" and position % per_direction == 2
+        functions.append(make_activation(ctx, name, alpha, beta, None if output_activation else clip))
     return [functions[d * per_direction:(d + 1) * per_direction] for d in range(directions)]
 
 
