@@ -5,9 +5,11 @@ from typing import Sequence
 
 import numpy as np
 import onnx
+import pytest
 
 import needlec
 from needlec import from_onnx
+from needlec.frontend.onnx import OnnxImportError
 
 
 def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -27,3 +29,12 @@ def assert_same(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], rtol:
             np.testing.assert_array_equal(g, e)
         else:
             np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
+
+
+def import_error(model: onnx.ModelProto) -> str:
+    """The one-line message of the OnnxImportError importing ``model`` raises."""
+    with pytest.raises(OnnxImportError) as info:
+        from_onnx(model)
+    message = str(info.value)
+    assert "\n" not in message
+    return message

@@ -18,8 +18,7 @@ import pytest
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-from needlec.frontend.onnx import OnnxImportError, from_onnx
-from tests.onnx_helpers import assert_same
+from tests.onnx_helpers import assert_same, import_error
 from tests.onnx_helpers import run_onnx as run
 
 RNG = np.random.default_rng(0)
@@ -365,12 +364,6 @@ def test_softmax_cross_entropy_loss_2d_default_mean() -> None:
 
 # -- errors ---------------------------------------------------------------------------
 
-def import_error(model: onnx.ModelProto) -> str:
-    with pytest.raises(OnnxImportError) as info:
-        from_onnx(model)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_missing_required_attribute_names_node_op_and_opset() -> None:

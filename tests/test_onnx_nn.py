@@ -25,8 +25,8 @@ import needlec
 from needlec.compiler.interpreter import interpret
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ops.registry import get_op
-from needlec.frontend.onnx import OnnxImportError, from_onnx
-from tests.onnx_helpers import assert_same
+from needlec.frontend.onnx import from_onnx
+from tests.onnx_helpers import assert_same, import_error
 
 RNG = np.random.default_rng(0)
 
@@ -73,13 +73,6 @@ def integers(low: int, high: int, shape: Sequence[int], dtype: Any) -> np.ndarra
     return RNG.integers(low, high, shape).astype(dtype)
 
 
-def import_error(model: onnx.ModelProto) -> str:
-    """The one-line message of the OnnxImportError importing ``model`` raises."""
-    with pytest.raises(OnnxImportError) as info:
-        from_onnx(model)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 # -- Conv ------------------------------------------------------------------------------------------

@@ -347,17 +347,26 @@ def _gather_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> li
                     reduction="add"), None]
 
 
+def _check_element_indices(op: str, data: TensorType, indices: TensorType, axis: int) -> int:
+    """Element-wise indices (gather_elements, scatter): integer, data's rank, within data off ``axis``.
+
+    Returns ``axis`` normalised.
+    """
+    check_index_dtype(op, indices)
+    check(data.rank >= 1, f"{op}: data must have rank >= 1, found a scalar")
+    check(indices.rank == data.rank, f"{op}: indices have rank {indices.rank}, expected the rank of data "
+                                     f"({data.rank})")
+    axis = normalize_axis(op, axis, data.rank)
+    for a, (i, d) in enumerate(zip(indices.shape, data.shape)):
+        check(a == axis or i <= d, f"{op}: indices {indices.shape} exceed data {data.shape} on axis {a}")
+    return axis
+
+
 # -- gather_elements ----------------------------------------------------------------
 
 def _gather_elements_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
     data, indices = types
-    check_index_dtype("gather_elements", indices)
-    check(data.rank >= 1, "gather_elements: data must have rank >= 1, found a scalar")
-    check(indices.rank == data.rank, f"gather_elements: indices have rank {indices.rank}, expected the rank "
-                                     f"of data ({data.rank})")
-    axis = normalize_axis("gather_elements", attrs["axis"], data.rank)
-    for a, (i, d) in enumerate(zip(indices.shape, data.shape)):
-        check(a == axis or i <= d, f"gather_elements: indices {indices.shape} exceed data {data.shape} on axis {a}")
+    axis = _check_element_indices("gather_elements", data, indices, attrs["axis"])
     check(indices.size == 0 or data.shape[axis] > 0,
           f"gather_elements: axis {axis} of data {data.shape} is empty, so the {indices.size} index(es) "
           f"select nothing")
@@ -405,15 +414,9 @@ def _scatter_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> lis
           f"scatter: reduction {reduction} needs a numeric dtype, found {data.dtype.value}")
     check(updates.dtype is data.dtype, f"scatter: updates have dtype {updates.dtype.value}, expected the dtype "
                                        f"of data ({data.dtype.value})")
-    check_index_dtype("scatter", indices)
-    check(data.rank >= 1, "scatter: data must have rank >= 1, found a scalar")
-    check(indices.rank == data.rank, f"scatter: indices have rank {indices.rank}, expected the rank of data "
-                                     f"({data.rank})")
+    axis = _check_element_indices("scatter", data, indices, attrs["axis"])
     check(updates.shape == indices.shape, f"scatter: updates have shape {updates.shape}, expected the shape "
                                           f"of indices {indices.shape}")
-    axis = normalize_axis("scatter", attrs["axis"], data.rank)
-    for a, (i, d) in enumerate(zip(indices.shape, data.shape)):
-        check(a == axis or i <= d, f"scatter: indices {indices.shape} exceed data {data.shape} on axis {a}")
     check(indices.size == 0 or data.shape[axis] > 0,
           f"scatter: axis {axis} of data {data.shape} is empty, so {indices.size} update(s) have nowhere to go")
     return [TensorType(data.shape, data.dtype)]

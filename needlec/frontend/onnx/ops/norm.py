@@ -18,7 +18,8 @@ from typing import Sequence
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.ops.spatial import axes_from, cast, mean, per_axis, reshape
+from needlec.frontend.onnx.ops.spatial import (axes_from, cast, check_channels_first, float_input, mean, per_axis,
+                                               reshape)
 
 
 def _normalize_axis(ctx: NodeContext, axis: int, rank: int) -> int:
@@ -30,13 +31,6 @@ def _normalize_axis(ctx: NodeContext, axis: int, rank: int) -> int:
 def _stash_dtype(ctx: NodeContext) -> DType:
     """The type statistics are computed in (``stash_type``, default f32)."""
     return onnx_dtype(ctx.attr("stash_type", 1), f"{ctx.where}: stash_type")
-
-
-def _float_input(ctx: NodeContext, index: int) -> Value:
-    x = ctx.input(index)
-    if not x.dtype.is_float:
-        raise ctx.error(f"input {index} has dtype {x.dtype.value}, expected a float type")
-    return x
 
 
 def _moments(ctx: NodeContext, x: Value, axes: Sequence[int]) -> tuple[Value, Value, Value]:
@@ -59,7 +53,7 @@ def _channel(ctx: NodeContext, index: int, like: Value) -> Value:
 
 @converter("BatchNormalization")
 def batch_normalization(ctx: NodeContext) -> list[Value | None]:
-    x = _float_input(ctx, 0)
+    x = float_input(ctx, 0)
     if x.type.rank < 2:
         raise ctx.error(f"input X must be (N, C, ...), found shape {x.shape}")
     epsilon = ctx.attr("epsilon", 1e-5)
@@ -91,9 +85,8 @@ def batch_normalization(ctx: NodeContext) -> list[Value | None]:
 
 @converter("InstanceNormalization")
 def instance_normalization(ctx: NodeContext) -> list[Value]:
-    x = _float_input(ctx, 0)
-    if x.type.rank < 3:
-        raise ctx.error(f"input must be (N, C, D1, ...), found shape {x.shape}")
+    x = float_input(ctx, 0)
+    check_channels_first(ctx, x)
     _, deviation, variance = _moments(ctx, x, axes_from(2, x.type.rank))
     normalized = ctx.add("mul", deviation, _inv_std(ctx, variance, ctx.attr("epsilon", 1e-5)))
     return [ctx.add("add", ctx.add("mul", normalized, _channel(ctx, 1, x)), _channel(ctx, 2, x))]
@@ -101,7 +94,7 @@ def instance_normalization(ctx: NodeContext) -> list[Value]:
 
 @converter("LayerNormalization")
 def layer_normalization(ctx: NodeContext) -> list[Value | None]:
-    x = _float_input(ctx, 0)
+    x = float_input(ctx, 0)
     axes = axes_from(_normalize_axis(ctx, ctx.attr("axis", -1), x.type.rank), x.type.rank)
     stash = _stash_dtype(ctx)
     centre, deviation, variance = _moments(ctx, cast(ctx, x, stash), axes)
@@ -114,9 +107,8 @@ def layer_normalization(ctx: NodeContext) -> list[Value | None]:
 
 @converter("GroupNormalization")
 def group_normalization(ctx: NodeContext) -> list[Value]:
-    x = _float_input(ctx, 0)
-    if x.type.rank < 3:
-        raise ctx.error(f"input X must be (N, C, D1, ...), found shape {x.shape}")
+    x = float_input(ctx, 0)
+    check_channels_first(ctx, x)
     groups = ctx.attr("num_groups")
     n, channels = x.shape[:2]
     if groups < 1 or channels % groups:
@@ -136,7 +128,7 @@ def group_normalization(ctx: NodeContext) -> list[Value]:
 
 @converter("RMSNormalization")
 def rms_normalization(ctx: NodeContext) -> list[Value]:
-    x = _float_input(ctx, 0)
+    x = float_input(ctx, 0)
     axes = axes_from(_normalize_axis(ctx, ctx.attr("axis", -1), x.type.rank), x.type.rank)
     wide = cast(ctx, x, _stash_dtype(ctx))
     mean_square = mean(ctx, ctx.add("mul", wide, wide), axes)
@@ -146,7 +138,7 @@ def rms_normalization(ctx: NodeContext) -> list[Value]:
 
 @converter("LpNormalization")
 def lp_normalization(ctx: NodeContext) -> list[Value]:
-    x = _float_input(ctx, 0)
+    x = float_input(ctx, 0)
     axis = _normalize_axis(ctx, ctx.attr("axis", -1), x.type.rank)
     p = ctx.attr("p", 2)
     if p not in (1, 2):
@@ -161,7 +153,7 @@ def lp_normalization(ctx: NodeContext) -> list[Value]:
 
 @converter("MeanVarianceNormalization")
 def mean_variance_normalization(ctx: NodeContext) -> list[Value]:
-    x = _float_input(ctx, 0)
+    x = float_input(ctx, 0)
     axes = sorted({_normalize_axis(ctx, a, x.type.rank) for a in ctx.attr("axes", [0, 2, 3])})
     centre = mean(ctx, x, axes)
     variance = ctx.add("sub", mean(ctx, ctx.add("mul", x, x), axes), ctx.add("mul", centre, centre))
@@ -171,9 +163,8 @@ def mean_variance_normalization(ctx: NodeContext) -> list[Value]:
 
 @converter("LRN")
 def local_response_normalization(ctx: NodeContext) -> list[Value]:
-    x = _float_input(ctx, 0)
-    if x.type.rank < 3:
-        raise ctx.error(f"input X must be (N, C, D1, ...), found shape {x.shape}")
+    x = float_input(ctx, 0)
+    check_channels_first(ctx, x)
     size = ctx.attr("size")
     alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
     inner = x.type.rank - 2

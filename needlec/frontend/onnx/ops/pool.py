@@ -17,12 +17,12 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.spatial import WindowAttrs, axes_from, int_list, mean, reshape, window_attrs
+from needlec.frontend.onnx.ops.spatial import (WindowAttrs, axes_from, check_channels_first, float_input, int_list,
+                                               mean, reshape, window_attrs)
 
 
 def _spatial(ctx: NodeContext, x: Value) -> tuple[int, ...]:
-    if x.type.rank < 3:
-        raise ctx.error(f"input X must be (N, C, D1, ...), found shape {x.shape}")
+    check_channels_first(ctx, x)
     return x.shape[2:]
 
 
@@ -88,9 +88,7 @@ def window_counts(in_dims: Sequence[int], out_dims: Sequence[int], window: Windo
 
 @converter("AveragePool")
 def average_pool(ctx: NodeContext) -> list[Value]:
-    x = ctx.input(0)
-    if not x.dtype.is_float:
-        raise ctx.error(f"input X has dtype {x.dtype.value}, expected a float type")
+    x = float_input(ctx, 0)
     window, ceil_mode = _pool_window(ctx, x)
     total = ctx.add("window_reduce", x, kind="sum", **_window_kwargs(window, ceil_mode))
     counts = window_counts(x.shape[2:], total.shape[2:], window, bool(ctx.attr("count_include_pad", 0)))
@@ -99,9 +97,7 @@ def average_pool(ctx: NodeContext) -> list[Value]:
 
 @converter("LpPool")
 def lp_pool(ctx: NodeContext) -> list[Value]:
-    x = ctx.input(0)
-    if not x.dtype.is_float:
-        raise ctx.error(f"input X has dtype {x.dtype.value}, expected a float type")
+    x = float_input(ctx, 0)
     window, ceil_mode = _pool_window(ctx, x)
     p = ctx.attr("p", 2)
     powered = ctx.add("mul", x, x) if p == 2 else ctx.add("pow", ctx.add("abs", x), ctx.scalar(p, x))

@@ -94,6 +94,20 @@ def window_attrs(ctx: NodeContext, in_dims: Sequence[int], kernel: Sequence[int]
     return WindowAttrs(tuple(int(k) for k in kernel), strides, dilations, pads)
 
 
+def float_input(ctx: NodeContext, index: int) -> Value:
+    """Input ``index``, which must have a float dtype."""
+    x = ctx.input(index)
+    if not x.dtype.is_float:
+        raise ctx.error(f"input {index} has dtype {x.dtype.value}, expected a float type")
+    return x
+
+
+def check_channels_first(ctx: NodeContext, x: Value) -> None:
+    """``x`` must be (N, C, D1, ...): the layout of every ONNX conv, pool and normalization input."""
+    if x.type.rank < 3:
+        raise ctx.error(f"input X must be (N, C, D1, ...), found shape {x.shape}")
+
+
 def dense(ctx: NodeContext, x: Value) -> Value:
     """``x`` itself when its layout is dense, else a contiguous copy."""
     return x if is_dense(x.type) else ctx.add("copy", x)
