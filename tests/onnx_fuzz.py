@@ -146,6 +146,11 @@ def make_mutant(cases: Sequence[Case], seed: int, index: int) -> Mutant:
         return Mutant(case.name, case.op, mutation, detail, seed, index, data, draft.files, case.inputs)
 
 
+def unmutated(case: Case) -> Mutant:
+    """The case's model as it is (mutation ``none``): a baseline that should compile and match."""
+    return Mutant(case.name, case.op, "none", "", 0, -1, case.model.SerializeToString(), {}, case.inputs)
+
+
 def _pick(rng: random.Random, items: Sequence):  # type: ignore[no-untyped-def]
     if not items:
         raise NotApplicable

@@ -264,8 +264,8 @@ class Worker:
         self._stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def call(self, function: Callable[..., Outcome], *args: Any, timeout: float | None = None) -> Outcome:
-        """Run ``function(*args)`` in the worker; a crash, timeout or memory death becomes an ``Outcome``."""
+    def call(self, function: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+        """``function(*args)`` run in the worker; an exception, crash, timeout or memory death gives an ``Outcome``."""
         if self._process is None or not self._process.is_alive():
             self._stop()
             self._start()
