@@ -17,13 +17,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from needlec.compiler.codegen.target import CpuTarget
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.passes import PASSES
 from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
 from needlec.errors import NeedlecError
+from needlec.runtime.cpu_check import missing_features
 from needlec.runtime.jit import jit_compile
-from needlec.runtime.library import export_shared, llvm_text
+from needlec.runtime.library import export_shared, llvm_text, program_signature
 from needlec.runtime.library import load as load_library
 from needlec.runtime.header import c_header
 from needlec.runtime.native import NativeModel
@@ -33,17 +35,30 @@ TARGETS = ("cpu",)
 
 
 class Compiled:
-    """A compiled graph: callable on NumPy arrays, exportable as a shared library."""
+    """A compiled graph for ``cpu`` (a ``CpuTarget``): callable on NumPy arrays, exportable as a shared library.
 
-    def __init__(self, result: PipelineResult, native: NativeModel) -> None:
+    Code built for a CPU whose features this host lacks is not loaded: it can
+    be exported, and calling it raises ``ArtifactError`` naming the features.
+    """
+
+    def __init__(self, result: PipelineResult, cpu: CpuTarget, reporter: Progress) -> None:
         self.graph = result.graph
         self.program = result.program
         self.timings = result.timings
-        self._native = native
+        self.cpu = cpu
+        self._loaded = jit_compile(result.program, cpu, reporter.stage) if not missing_features(cpu.features) \
+            else None
+
+    @property
+    def _native(self) -> NativeModel:
+        if self._loaded is None:  # raises, naming the missing features
+            jit_compile(self.program, self.cpu)
+        assert self._loaded is not None
+        return self._loaded
 
     @property
     def signature(self):  # type: ignore[no-untyped-def]
-        return self._native.signature
+        return self._native.signature if self._loaded is not None else program_signature(self.program, self.cpu)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._native(*args, **kwargs)
@@ -66,13 +81,15 @@ class Compiled:
         Variables start from their current values, so a stateful model (a
         training step) continues where this process left off.
         """
-        export_shared(self._with_current_state(), path)
+        export_shared(self._with_current_state(), self.cpu, path)
         if header is not None:
             with open(header, "w") as f:
                 f.write(c_header(self.signature, os.path.basename(path)))
         return path
 
     def _with_current_state(self) -> Program:
+        if self._loaded is None:  # never run here: the variables still hold their first values
+            return self.program
         buffers = [name for name, where in self.program.storage.items() if where.kind == "variable"]
         current = self._native.variables()
         constants = dict(self.program.constants)
@@ -82,7 +99,7 @@ class Compiled:
 
     def llvm_ir(self) -> str:
         """The optimised LLVM IR text of the whole module."""
-        return llvm_text(self.program)
+        return llvm_text(self.program, self.cpu)
 
     def __repr__(self) -> str:
         return repr(self._native).replace("NativeModel", "Compiled", 1)
@@ -136,10 +153,14 @@ def run_pipeline(graph: Graph, progress: Progress, **options: Any) -> PipelineRe
     return Pipeline(PipelineOptions(**options), progress.passes(PASSES)).run(graph)
 
 
-def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu", *,
+def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu", *, cpu: str = "host",
             input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool | None = None,
             **options: Any) -> Compiled:
     """Compile ``model`` for ``target``; ``options`` are ``PipelineOptions`` fields.
+
+    ``cpu`` names the CPU the code is for (``compiler/codegen/target.py``):
+    ``host`` (default), a baseline such as ``x86-64-v2`` / ``x86-64-v3`` /
+    ``x86-64-v4`` for portable artifacts, or a CPU name such as ``skylake``.
 
     ``input_shapes`` maps ONNX input names to static shapes; ``progress``
     reports each stage on standard error: ``True`` always, ``False`` never,
@@ -147,11 +168,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     """
     if target not in TARGETS:
         raise NeedlecError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    cpu_target = CpuTarget.named(cpu)
     reporter = Progress.from_flag(progress)
     with reporter.stage("trace" if callable(model) and not isinstance(model, Graph) else "import"):
         graph = to_graph(model, example_inputs, input_shapes)
     result = run_pipeline(graph, reporter, **options)
-    return Compiled(result, jit_compile(result.program, reporter.stage))
+    return Compiled(result, cpu_target, reporter)
 
 
 def load(path: str) -> NativeModel:

@@ -21,6 +21,7 @@ import numpy as np
 from needlec.errors import NeedlecError
 
 if TYPE_CHECKING:
+    from needlec.compiler.codegen.target import CpuTarget
     from needlec.compiler.ir.graph import Graph
     from needlec.runtime.progress import Progress
 
@@ -47,6 +48,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                                  "or an IR text file (.nir)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                    help="static shape of an ONNX input with dynamic dimensions, e.g. x=1x3x224x224 (repeatable)")
+    p.add_argument("--cpu", default="host", metavar="NAME",
+                   help="CPU to generate code for: host (default), a baseline x86-64, x86-64-v2, x86-64-v3, "
+                        "x86-64-v4 (portable artifacts), or a CPU name such as skylake")
 
 
 def _input_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]] | None:
@@ -72,6 +76,13 @@ def _load_model(args: argparse.Namespace, progress: Progress) -> Graph:
     shapes = _input_shapes(args.input_shape)
     with progress.stage(f"import {os.path.basename(args.model)}"):
         return load_model_file(args.model, shapes)
+
+
+def _cpu(args: argparse.Namespace) -> CpuTarget:
+    """The ``--cpu`` target, resolved before any compiling (an unknown name fails fast)."""
+    from needlec.compiler.codegen.target import CpuTarget
+
+    return CpuTarget.named(args.cpu)
 
 
 def _progress(args: argparse.Namespace, mode: str) -> Progress:
@@ -114,7 +125,7 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
                   "adam": lambda p: needlec.optim.Adam(p, lr=args.lr, weight_decay=args.weight_decay),
                   "adamw": lambda p: needlec.optim.AdamW(p, lr=args.lr, weight_decay=args.weight_decay)}
     step = compile_training_step(model, loss_fn, optimizers[args.optimizer](model.parameters()),
-                                 (inputs, (target,)), **_options(args))
+                                 (inputs, (target,)), cpu=args.cpu, **_options(args))
     library, header = step.export(args.output, header=args.header)
     if not args.quiet:
         print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
@@ -132,6 +143,7 @@ def _compile_cmd(args: argparse.Namespace) -> None:
 
     if args.target != "cpu":
         raise NeedlecError(f"unknown target {args.target!r}; available: cpu")
+    cpu = _cpu(args)
     if args.train:
         _compile_training_cmd(args)
         return
@@ -145,15 +157,15 @@ def _compile_cmd(args: argparse.Namespace) -> None:
     result = run_pipeline(_load_model(args, progress), progress, **_options(args))
     header = None
     if emit == "so":
-        export_shared(result.program, args.output, progress.stage)
+        export_shared(result.program, cpu, args.output, progress.stage)
     elif emit == "exe":
-        export_executable(result.program, args.output, progress.stage)
+        export_executable(result.program, cpu, args.output, progress.stage)
     else:
         if emit == "obj":
-            data: bytes | str = emit_object(result.program, progress.stage)
+            data: bytes | str = emit_object(result.program, cpu, progress.stage)
         elif emit == "llvm":
             with progress.stage("llvm"):
-                data = llvm_text(result.program)
+                data = llvm_text(result.program, cpu)
         elif emit == "ir":
             data = print_graph(result.graph)
         else:
@@ -164,7 +176,7 @@ def _compile_cmd(args: argparse.Namespace) -> None:
     if emit in ("so", "obj"):
         header = args.header or os.path.splitext(args.output)[0] + ".h"
         with open(header, "w") as f:
-            f.write(c_header(program_signature(result.program), os.path.basename(args.output)))
+            f.write(c_header(program_signature(result.program, cpu), os.path.basename(args.output)))
     if not args.quiet:
         also = f" and {header}" if header else ""
         print(f"wrote {args.output} ({emit}, {os.path.getsize(args.output)} bytes){also}", file=sys.stderr)
@@ -177,6 +189,7 @@ def _ir_cmd(args: argparse.Namespace) -> None:
     from needlec.runtime.library import llvm_text
 
     progress = _progress(args, "auto")
+    cpu = _cpu(args)
     graph = _load_model(args, progress)
     stages = ("input", "graph", "loops", "llvm") if args.stage == "all" else (args.stage,)
     elide = None if args.full_constants else 16
@@ -191,7 +204,7 @@ def _ir_cmd(args: argparse.Namespace) -> None:
         print(f"// ----- loop IR -----\n{print_program(result.program)}")
     if "llvm" in stages:
         with progress.stage("llvm"):
-            text = llvm_text(result.program)
+            text = llvm_text(result.program, cpu)
         print(f"// ----- LLVM IR (optimised) -----\n{text}")
 
 
@@ -221,8 +234,9 @@ def _run_cmd(args: argparse.Namespace) -> None:
         runner = needlec.load(args.model)
     else:
         progress = _progress(args, "auto")
+        cpu = _cpu(args)
         result = run_pipeline(_load_model(args, progress), progress)
-        runner = jit_compile(result.program, progress.stage)
+        runner = jit_compile(result.program, cpu, progress.stage)
     outputs = runner(**inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output_dir:

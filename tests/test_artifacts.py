@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import needlec
 from needlec.cli import main
-from needlec.runtime.checked import CHECKED_ENTRY_C, HEADER_NAME
+from needlec.runtime.checked import HEADER_NAME, checked_entry_c
 from needlec.runtime.executable import main_source, output_file_names
 from needlec.runtime.header import c_header
 from needlec.runtime.signature import Signature, TensorSpec
@@ -282,7 +282,7 @@ def _spec(name: str, shape: tuple[int, ...], dtype: str) -> TensorSpec:
 ])
 def test_generated_c_sources_compile_without_warnings(tmp_path: Path, signature: Signature) -> None:
     (tmp_path / HEADER_NAME).write_text(c_header(signature))
-    (tmp_path / "checked.c").write_text(CHECKED_ENTRY_C)
+    (tmp_path / "checked.c").write_text(checked_entry_c(signature))
     (tmp_path / "main.c").write_text(main_source(signature))
     for source in ("checked.c", "main.c"):
         subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-fsyntax-only",

@@ -26,6 +26,7 @@ from needlec.compiler.passes.plan_memory import plan_memory
 from needlec.compiler.passes.schedule import schedule
 from needlec.compiler.pipeline import Pipeline
 from needlec.errors import CodegenError
+from needlec.compiler.codegen.target import CpuTarget
 from needlec.runtime.jit import jit_compile
 
 F32 = DType.F32
@@ -39,7 +40,7 @@ def lowered(graph: Graph) -> Program:
 
 def run(program: Program, *arrays: np.ndarray) -> list[np.ndarray]:
     """Compile a copy of ``program`` and run it; always a list of outputs."""
-    out = jit_compile(plan_memory(replace(program)))(*arrays)
+    out = jit_compile(plan_memory(replace(program)), CpuTarget.named())(*arrays)
     return list(out) if isinstance(out, tuple) else [out]
 
 

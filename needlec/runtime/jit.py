@@ -14,8 +14,9 @@ import numpy as np
 
 from needlec.compiler.codegen.cpu import (ALIGN, ENTRY, SIGNATURE, VARIABLE, Stage, no_stage, compile_module,
                                           external_data)
-from needlec.compiler.codegen.target import host_target_machine
+from needlec.compiler.codegen.target import CpuTarget
 from needlec.compiler.loops.ir import Program
+from needlec.runtime.cpu_check import check_cpu_features
 from needlec.runtime.native import EntryFn, NativeModel, VariableFn
 from needlec.runtime.signature import Signature
 
@@ -29,10 +30,15 @@ def aligned_bytes(data: np.ndarray, alignment: int = ALIGN) -> np.ndarray:
     return copy
 
 
-def jit_compile(program: Program, stage: Stage = no_stage) -> NativeModel:
-    """Compile ``program`` for the host and return a callable bound to it."""
-    target_machine = host_target_machine(pic=False)
-    module = compile_module(program, target_machine, stage)
+def jit_compile(program: Program, target: CpuTarget, stage: Stage = no_stage) -> NativeModel:
+    """Compile ``program`` for ``target`` and return a callable bound to it.
+
+    ArtifactError when this host lacks features ``target``'s code may use:
+    code built for another CPU can be exported, not run here.
+    """
+    check_cpu_features(target.name, target.features, "the compiled code")
+    target_machine = target.target_machine(pic=False)
+    module = compile_module(program, target, target_machine, stage)
     with stage("jit: load"):
         engine = llvm.create_mcjit_compiler(module, target_machine)
         buffers = []

@@ -24,10 +24,11 @@ import tempfile
 
 from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE, Stage, compile_module, external_data, \
     no_stage, signature_json
-from needlec.compiler.codegen.target import host_target_machine
+from needlec.compiler.codegen.target import CpuTarget
 from needlec.compiler.loops.ir import Program
 from needlec.errors import ArtifactError
-from needlec.runtime.checked import CHECKED_ENTRY_C, HEADER_NAME
+from needlec.runtime.checked import HEADER_NAME, checked_entry_c
+from needlec.runtime.cpu_check import check_cpu_features
 from needlec.runtime.data_object import assemble_data_object
 from needlec.runtime.executable import main_source
 from needlec.runtime.header import c_header
@@ -38,20 +39,20 @@ from needlec.runtime.toolchain import output_path, run_cc
 C_FLAGS = ("-std=c99", "-O2", "-fPIC")
 
 
-def llvm_text(program: Program) -> str:
-    """The optimised LLVM IR of ``program`` as text (external data appears as declarations)."""
-    return str(compile_module(program, host_target_machine(pic=True)))
+def llvm_text(program: Program, target: CpuTarget) -> str:
+    """The optimised LLVM IR of ``program`` for ``target`` as text (external data appears as declarations)."""
+    return str(compile_module(program, target, target.target_machine(pic=True)))
 
 
-def program_signature(program: Program) -> Signature:
-    """The signature ``needlec_signature`` of ``program``'s module returns."""
-    return Signature.from_json(signature_json(program))
+def program_signature(program: Program, target: CpuTarget) -> Signature:
+    """The signature ``needlec_signature`` of ``program``'s module for ``target`` returns."""
+    return Signature.from_json(signature_json(program, target))
 
 
-def _build_objects(program: Program, directory: str, stage: Stage) -> list[str]:
+def _build_objects(program: Program, target: CpuTarget, directory: str, stage: Stage) -> list[str]:
     """Write the model, data and checked-entry objects of ``program`` (plus its header) into ``directory``."""
-    target_machine = host_target_machine(pic=True)
-    module = compile_module(program, target_machine, stage)
+    target_machine = target.target_machine(pic=True)
+    module = compile_module(program, target, target_machine, stage)
     objects = [os.path.join(directory, "model.o")]
     with stage("llvm: object code"):
         with open(objects[0], "wb") as f:
@@ -63,27 +64,27 @@ def _build_objects(program: Program, directory: str, stage: Stage) -> list[str]:
             objects.append(assemble_data_object(externals, directory))
     with stage("checked entry"):
         with open(os.path.join(directory, HEADER_NAME), "w") as f:
-            f.write(c_header(program_signature(program)))
+            f.write(c_header(program_signature(program, target)))
         with open(os.path.join(directory, "checked.c"), "w") as f:
-            f.write(CHECKED_ENTRY_C)
+            f.write(checked_entry_c(program_signature(program, target)))
         run_cc([*C_FLAGS, "-c", "checked.c", "-o", "checked.o"], "compiling needlec_run_checked", cwd=directory)
     objects.append(os.path.join(directory, "checked.o"))
     return objects
 
 
-def export_shared(program: Program, path: str, stage: Stage = no_stage) -> None:
+def export_shared(program: Program, target: CpuTarget, path: str, stage: Stage = no_stage) -> None:
     """Write ``program`` as a self-contained shared library (weights inside) at ``path``."""
-    target = output_path(path)
+    out = output_path(path)
     with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
-        objects = _build_objects(program, tmp, stage)
+        objects = _build_objects(program, target, tmp, stage)
         with stage(f"link {os.path.basename(path)}"):
-            run_cc(["-shared", "-o", target, *objects, "-lm"], f"linking {path}")
+            run_cc(["-shared", "-o", out, *objects, "-lm"], f"linking {path}")
 
 
-def emit_object(program: Program, stage: Stage = no_stage) -> bytes:
+def emit_object(program: Program, target: CpuTarget, stage: Stage = no_stage) -> bytes:
     """One relocatable object holding ``program``'s code, weights and checked entry (link it with ``-lm``)."""
     with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
-        objects = _build_objects(program, tmp, stage)
+        objects = _build_objects(program, target, tmp, stage)
         merged = os.path.join(tmp, "merged.o")
         with stage("merge objects"):
             run_cc(["-r", "-nostdlib", "-o", merged, *objects], "merging the object files")
@@ -91,15 +92,15 @@ def emit_object(program: Program, stage: Stage = no_stage) -> bytes:
             return f.read()
 
 
-def export_executable(program: Program, path: str, stage: Stage = no_stage) -> None:
+def export_executable(program: Program, target: CpuTarget, path: str, stage: Stage = no_stage) -> None:
     """Write ``program`` as a standalone executable that runs it on ``.npy`` files (see ``runtime/executable.py``)."""
-    target = output_path(path)
+    out = output_path(path)
     with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
-        objects = _build_objects(program, tmp, stage)
+        objects = _build_objects(program, target, tmp, stage)
         with stage(f"link {os.path.basename(path)}"):
             with open(os.path.join(tmp, "main.c"), "w") as f:
-                f.write(main_source(program_signature(program)))
-            run_cc([*C_FLAGS, "-o", target, "main.c", *objects, "-lm"], f"linking {path}", cwd=tmp)
+                f.write(main_source(program_signature(program, target)))
+            run_cc([*C_FLAGS, "-o", out, "main.c", *objects, "-lm"], f"linking {path}", cwd=tmp)
 
 
 def load(path: str) -> NativeModel:
@@ -113,4 +114,6 @@ def load(path: str) -> NativeModel:
         variable = VariableFn((VARIABLE, lib))
     except (OSError, AttributeError) as exc:
         raise ArtifactError(f"cannot load {path}: not a needlec shared library ({exc})") from None
-    return NativeModel(Signature.from_json(sig_fn().decode()), entry, variable, keepalive=lib)
+    signature = Signature.from_json(sig_fn().decode())  # data only: runs no model code
+    check_cpu_features(signature.cpu, signature.cpu_features, path)
+    return NativeModel(signature, entry, variable, keepalive=lib)

@@ -30,6 +30,8 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     variables: tuple[TensorSpec, ...] = ()
+    cpu: str = "host"
+    cpu_features: tuple[str, ...] = ()  # LLVM names of the CPU features the code may use
 
     @staticmethod
     def from_json(text: str) -> "Signature":
@@ -39,7 +41,7 @@ class Signature:
             return tuple(TensorSpec(d["name"], tuple(d["shape"]), np.dtype(d["dtype"])) for d in items)
 
         return Signature(data["name"], specs(data["inputs"]), specs(data["outputs"]),
-                         specs(data.get("variables", [])))
+                         specs(data.get("variables", [])), data.get("cpu", "host"), tuple(data.get("cpu_features", ())))
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.ndarray]:
         """Match positional and named arguments to inputs, validate, return contiguous arrays."""

@@ -35,7 +35,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter
-from needlec.compiler.codegen.target import optimize
+from needlec.compiler.codegen.target import CpuTarget, optimize
 from needlec.compiler.loops.ir import Program
 from needlec.errors import CodegenError
 
@@ -78,13 +78,14 @@ def external_data(program: Program) -> list[ExternalData]:
     return found
 
 
-def signature_json(program: Program) -> str:
-    """The JSON text ``needlec_signature`` returns."""
+def signature_json(program: Program, target: CpuTarget) -> str:
+    """The JSON text ``needlec_signature`` returns, with the CPU features the code may use."""
     def entries(items: list) -> list[dict]:
         return [{"name": n, "shape": list(s), "dtype": d.np.name} for n, s, d in items]
 
     return json.dumps({"name": program.name, "inputs": entries(program.inputs),
-                       "outputs": entries(program.outputs), "variables": entries(program.variables)})
+                       "outputs": entries(program.outputs), "variables": entries(program.variables),
+                       "cpu": target.name, "cpu_features": list(target.features)})
 
 
 def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool) -> ir.GlobalVariable:
@@ -97,8 +98,8 @@ def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool) -> i
     return var
 
 
-def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir.Module:
-    """Render ``program`` as an LLVM IR module for the host."""
+def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layout: str = "") -> ir.Module:
+    """Render ``program`` as an LLVM IR module for ``target``."""
     module = ir.Module(name=program.name)
     module.triple = triple
     module.data_layout = data_layout
@@ -144,7 +145,7 @@ def emit_module(program: Program, triple: str = "", data_layout: str = "") -> ir
         b.call(fn, [pointers[buf.name] for buf in kernel.buffers])
     b.ret(ir.Constant(I32, 0))
 
-    text = signature_json(program).encode() + b"\0"
+    text = signature_json(program, target).encode() + b"\0"
     sig = _byte_global(module, "signature.text", text, True)
     getter = ir.Function(module, ir.FunctionType(PTR, []), name=SIGNATURE)
     ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
@@ -170,16 +171,16 @@ def no_stage(name: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def compile_module(program: Program, target_machine: "llvm.TargetMachine", stage: Stage = no_stage
-                   ) -> "llvm.ModuleRef":
-    """Render, parse, verify and O3-optimise ``program`` for ``target_machine``.
+def compile_module(program: Program, target: CpuTarget, target_machine: "llvm.TargetMachine",
+                   stage: Stage = no_stage) -> "llvm.ModuleRef":
+    """Render, parse, verify and O3-optimise ``program`` for ``target`` (``target_machine`` is made from it).
 
     External data is declared with hidden visibility: a shared library
     resolves it inside itself (PC-relative, no GOT entry, not exported).
     ``stage(name)`` wraps each step (progress reporting).
     """
     with stage("llvm: render and parse"):
-        module = emit_module(program, target_machine.triple, str(target_machine.target_data))
+        module = emit_module(program, target, target_machine.triple, str(target_machine.target_data))
         try:
             ref = llvm.parse_assembly(str(module))
             for external in external_data(program):

@@ -44,8 +44,10 @@ def _key(x: Any) -> Hashable:
 class NeedlecRep(BackendRep):
     """An ONNX model compiled (or, for value-dependent shapes, compiled per distinct specialising value)."""
 
-    def __init__(self, model: onnx.ModelProto, input_shapes: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: onnx.ModelProto, input_shapes: dict[str, Any] | None = None,
+                 cpu: str = "host") -> None:
         self.model = model
+        self.cpu = cpu
         self.input_shapes = dict(input_shapes or {})
         initializers = {t.name for t in model.graph.initializer}
         self.inputs = [i for i in model.graph.input if i.name not in initializers]
@@ -83,7 +85,7 @@ class NeedlecRep(BackendRep):
                     raise
                 self.specialize |= new
                 continue
-            self._cache[key] = (compile(graph), importer)
+            self._cache[key] = (compile(graph, cpu=self.cpu), importer)
             return self._cache[key]
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -118,7 +120,7 @@ class NeedlecBackend(Backend):
     def prepare(cls, model: Any, device: str = "CPU", **kwargs: Any) -> NeedlecRep:
         proto = load_model(model)
         super().prepare(proto, device, **kwargs)
-        return NeedlecRep(proto, kwargs.get("input_shapes"))
+        return NeedlecRep(proto, kwargs.get("input_shapes"), kwargs.get("cpu", "host"))
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any) -> Any:
