@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import random
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -88,14 +89,39 @@ def load_cases(modules: Sequence[str] | None = SMALL_MODULES) -> list[Case]:
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        if modules is None:
-            tests = node_tests.collect_testcases()
-        else:
-            for module in modules:
-                importlib.import_module(f"onnx.backend.test.case.node.{module}")
-            tests = node_tests._NodeTestCases
+        tests = node_tests.collect_testcases() if modules is None else [t for m in modules for t in _module_tests(m)]
     cases = [_case(test) for test in tests if _usable(test)]
     return sorted({c.name: c for c in cases}.values(), key=lambda c: c.name)
+
+
+def _module_tests(module: str) -> list:
+    """The node tests of one module of onnx.backend.test.case.node, whatever was collected before.
+
+    Importing the module runs its ``export*`` functions, which append to onnx's
+    global case list; an already imported module's exports run again. Either
+    way they run against a fresh list, and cases new to the process are also
+    added to onnx's list so that a later ``collect_testcases()`` still sees them.
+    """
+    import onnx.backend.test.case.node as node_tests
+    from onnx.backend.test.case.base import Base
+
+    name = f"onnx.backend.test.case.node.{module}"
+    collected, names = node_tests._NodeTestCases, node_tests._existing_names
+    node_tests._NodeTestCases, node_tests._existing_names = [], {}
+    try:
+        if name in sys.modules:
+            for cls in vars(sys.modules[name]).values():
+                if isinstance(cls, type) and issubclass(cls, Base) and cls is not Base:
+                    for attribute in [a for a in vars(cls) if a.startswith("export")]:
+                        np.random.seed(0)
+                        getattr(cls, attribute)()
+        else:
+            importlib.import_module(name)
+            collected.extend(node_tests._NodeTestCases)
+            names.update(node_tests._existing_names)
+        return node_tests._NodeTestCases
+    finally:
+        node_tests._NodeTestCases, node_tests._existing_names = collected, names
 
 
 def _usable(test) -> bool:  # type: ignore[no-untyped-def]
@@ -279,6 +305,16 @@ def _set_value(attribute: AttributeProto, kind: int, rng: random.Random) -> None
         attribute.g.name = "empty"
 
 
+def _describe(attribute: AttributeProto) -> str:
+    """A short one-line account of an attribute's value."""
+    value = onnx.helper.get_attribute_value(attribute)
+    if isinstance(value, TensorProto):
+        return f"tensor dtype {value.data_type} dims {list(value.dims)}"
+    if isinstance(value, onnx.GraphProto):
+        return f"graph {value.name!r}"
+    return repr(value)[:60]
+
+
 ATTRIBUTE_KINDS = (AttributeProto.INT, AttributeProto.FLOAT, AttributeProto.STRING, AttributeProto.INTS,
                    AttributeProto.FLOATS, AttributeProto.STRINGS, AttributeProto.TENSOR, AttributeProto.GRAPH,
                    AttributeProto.UNDEFINED)
@@ -304,7 +340,7 @@ def attr_value(draft: Draft, rng: random.Random) -> str:
                                                         else FLOATS_EXTREME)
     else:
         _set_value(attribute, kind, rng)
-    return f"{node.op_type}.{attribute.name} = {str(onnx.helper.get_attribute_value(attribute))[:60]}"
+    return f"{node.op_type}.{attribute.name} = {_describe(attribute)}"
 
 
 def attr_schema(draft: Draft, rng: random.Random) -> str:
@@ -322,7 +358,7 @@ def attr_schema(draft: Draft, rng: random.Random) -> str:
     attribute = node.attribute.add()
     attribute.name = name
     _set_value(attribute, int(declared.type), rng)
-    return f"{node.op_type}.{name} = {str(onnx.helper.get_attribute_value(attribute))[:60]}"
+    return f"{node.op_type}.{name} = {_describe(attribute)}"
 
 
 def attr_drop(draft: Draft, rng: random.Random) -> str:
