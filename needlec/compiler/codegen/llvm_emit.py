@@ -5,18 +5,26 @@ the kernel's buffers. Scalar semantics follow NumPy: integer division
 truncates and yields 0 for a zero divisor (never trapping), ``mod`` is
 floor-mod and ``fmod`` truncated (C's fmod: the sign of the dividend; 0 for a
 zero integer divisor), ``max``/``min`` propagate NaN, unsigned dtypes divide,
-compare and convert as unsigned. Shifts read their amount as unsigned and
+compare and convert as unsigned. Float -> integer conversions truncate toward
+zero and saturate: an out-of-range value gives the nearest bound of the
+target type (the narrow integers included) and NaN gives 0, for every dtype on
+every CPU (``llvm.fpto[su]i.sat``; plain ``fptosi`` of such a value is poison,
+which LLVM folds differently per target; ONNX leaves it undefined, ONNX
+Runtime saturates its int4 casts). Shifts read their amount as unsigned and
 never produce poison: ``shl`` and ``lshr`` by the bit width or more give 0,
 ``shr`` (the dtype's own right shift: arithmetic for signed, logical for
 unsigned) fills with the sign bit. Bool is ``i1`` in registers and one byte in
 memory. bf16 is 16 bits in memory and an f32 in registers holding a value
 that bf16 represents: loads widen exactly, and every operation producing a
 bf16 result rounds it to nearest even (NaN becomes the quiet NaN, keeping its
-sign), as ``ml_dtypes`` does. The narrow storage formats are one byte in
+sign), as ``ml_dtypes`` does; a cast rounds once, from any source. f16 is
+LLVM's ``half``; its conversions are exact or round once on every CPU (see
+``half_libcalls.py`` for CPUs without F16C). The narrow storage formats are one byte in
 memory; their floats are f32 in registers (a load decodes through a table of
 every code's value, a cast rounds to nearest even, a store encodes) and their
 integers are i8 holding the value (a store keeps the low bits, a load
-extends them).
+extends them; an integer cast into them keeps the low bits, a float cast
+saturates).
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from typing import Callable
 import llvmlite.ir as ir
 import numpy as np
 
+from needlec.compiler.codegen.half_libcalls import f32_rounded_to_odd
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
 from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
                                        LocalRef, Loop, Select, Stmt, Store, Unary, Var)
@@ -61,6 +70,12 @@ _FLOAT_INTRINSIC = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "c
 _EXACT_ON_BF16 = frozenset({"neg", "abs", "floor", "ceil", "round", "max", "min"})
 _NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
 _FCMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_NARROW_INT_RANGE = {DType.I4: (-8, 7), DType.U4: (0, 15), DType.I2: (-2, 1), DType.U2: (0, 3)}
+
+
+def _type_suffix(ty: ir.Type) -> str:
+    """LLVM's overload suffix of a float type (``f16``, ``f32``, ``f64``)."""
+    return {"half": "f16", "float": "f32", "double": "f64"}[str(ty)]
 
 
 def memory_type(dtype: DType) -> ir.Type:
@@ -264,10 +279,13 @@ class KernelEmitter:
             symbol = _LIBM[name] + ("f" if dtype is DType.F32 else "")
         else:
             symbol = f"llvm.{name}.{_SUFFIX[dtype]}"
+        return self.intrinsic_call(symbol, register_type(dtype), args)
+
+    def intrinsic_call(self, symbol: str, result: ir.Type, args: list[ir.Value]) -> ir.Value:
+        """Call the function ``symbol`` (declared on first use) returning ``result``."""
         fn = self.module.globals.get(symbol)
         if fn is None:
-            ty = register_type(dtype)
-            fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=symbol)
+            fn = ir.Function(self.module, ir.FunctionType(result, [a.type for a in args]), name=symbol)
         return self.builder.call(fn, args)
 
     def unary(self, op: str, dtype: DType, x: ir.Value) -> ir.Value:
@@ -366,13 +384,44 @@ class KernelEmitter:
         if src is dst:
             return x
         src = _register_as(src)
-        if dst is DType.BF16:  # to f32 first (as ml_dtypes: so f64 and wide integers round twice), then round
-            return self.round_bf16(self.convert(x, src, DType.F32))
+        if dst is DType.BF16:  # rounded once: through an f32 rounded to odd, which holds what decides the rounding
+            return self.round_bf16(self.f32_for_rounding(x, src))
         if dst in NARROW_FLOATS:  # rounded once, in f64 (which holds every f32 and f16 exactly)
             return self.round_narrow_float(dst, self.convert(x, src, DType.F64))
-        if dst in NARROW_INT_DTYPES:  # as ml_dtypes: truncate to an integer, keep the low bits
+        if dst in NARROW_INT_DTYPES:
+            if src.is_float:  # truncate toward zero, then saturate to the narrow range (NaN gives 0)
+                low, high = _NARROW_INT_RANGE[dst]
+                b, wide = self.builder, self.convert(x, src, DType.I32)
+                wide = b.select(b.icmp_signed("<", wide, ir.Constant(I32, low)), ir.Constant(I32, low), wide)
+                wide = b.select(b.icmp_signed(">", wide, ir.Constant(I32, high)), ir.Constant(I32, high), wide)
+                return b.trunc(wide, I8)
+            # an integer keeps its low bits (ONNX: fixed point to fixed point discards the higher bits)
             return self.wrap_narrow_int(dst, self.builder.trunc(self.convert(x, src, DType.I64), I8))
         return self.convert(x, src, dst)
+
+    def f32_for_rounding(self, x: ir.Value, src: DType) -> ir.Value:
+        """``x`` as an f32 whose rounding to bf16 is the correct single rounding of ``x``.
+
+        Narrower floats and integers of up to 16 bits widen exactly; f64 and
+        wider integers go through f64 (exact: a 64-bit integer's bits below
+        bit 11 first collapse into a sticky bit when it has more than 53) and
+        then to f32 rounded to odd.
+        """
+        b = self.builder
+        if src.is_float and src.itemsize <= 4 or src is DType.BOOL or src.itemsize <= 2:
+            return self.convert(x, src, DType.F32)
+        if src.itemsize == 8 and not src.is_float:
+            negative = b.icmp_signed("<", x, ir.Constant(I64, 0)) if src.is_signed else ir.Constant(I1, 0)
+            magnitude = b.select(negative, b.neg(x), x)  # INT64_MIN stays 2**63, read as unsigned
+            sticky = b.select(b.icmp_unsigned("!=", b.and_(magnitude, ir.Constant(I64, 0x7FF)), ir.Constant(I64, 0)),
+                              ir.Constant(I64, 0x800), ir.Constant(I64, 0))
+            compressed = b.or_(b.and_(magnitude, ir.Constant(I64, ~0x7FF)), sticky)
+            magnitude = b.select(b.icmp_unsigned(">=", magnitude, ir.Constant(I64, 1 << 53)), compressed, magnitude)
+            wide = b.uitofp(magnitude, F64)
+            x = b.select(negative, b.fneg(wide), wide)
+        else:
+            x = self.convert(x, src, DType.F64)
+        return f32_rounded_to_odd(b, x)
 
     # -- narrow storage formats -------------------------------------------------
     def decode_narrow_float(self, dtype: DType, code: ir.Value) -> ir.Value:
@@ -426,7 +475,7 @@ class KernelEmitter:
         normal = b.or_(b.shl(b.add(exponent, ir.Constant(I32, fmt.bias)), ir.Constant(I32, fmt.mantissa)), mantissa)
         magnitude = self.intrinsic("fabs", DType.F32, [x])
         scale = ir.Constant(F32, 2.0 ** (fmt.mantissa - fmt.min_exponent))  # subnormal codes count quanta
-        subnormal = b.fptoui(b.fmul(magnitude, scale), I32)
+        subnormal = self.convert(b.fmul(magnitude, scale), DType.F32, DType.U32)
         code = b.select(b.icmp_signed("<", exponent, ir.Constant(I32, fmt.min_exponent)), subnormal, normal)
         if fmt.inf_code is not None:
             code = b.select(b.fcmp_ordered("==", magnitude, ir.Constant(F32, float("inf"))),
@@ -459,13 +508,11 @@ class KernelEmitter:
             return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
         if src is DType.BOOL:
             return b.uitofp(x, to) if dst.is_float else b.zext(x, to)
-        if src is DType.F64 and dst is DType.F16:  # via f32: x86 has no f64->f16 instruction, and
-            x = b.fptrunc(x, ir.FloatType())     # the libcall is not resolvable in-process
-            src = DType.F32
         if src.is_float and dst.is_float:
             return b.fpext(x, to) if src.itemsize < dst.itemsize else b.fptrunc(x, to)
-        if src.is_float:
-            return b.fptosi(x, to) if dst.is_signed else b.fptoui(x, to)
+        if src.is_float:  # saturating: out of range gives the nearest bound, NaN gives 0 (never poison)
+            kind = "s" if dst.is_signed else "u"
+            return self.intrinsic_call(f"llvm.fpto{kind}i.sat.i{to.width}.{_type_suffix(x.type)}", to, [x])
         if dst.is_float:
             return b.sitofp(x, to) if src.is_signed else b.uitofp(x, to)
         if src.itemsize > dst.itemsize:

@@ -1,7 +1,8 @@
 """Dtype conversions: ``cast`` (value conversion) and ``bitcast`` (reinterpreting bits, ONNX BitCast).
 
 ``cast`` follows NumPy: float -> int truncates, int -> int wraps, anything ->
-bool is ``!= 0``. Into bf16 a value goes through f32 first (as ``ml_dtypes``).
+bool is ``!= 0``; where NumPy (C) is undefined, an out-of-range float -> int
+cast saturates to the target's range and NaN gives 0 (the narrow integers too). Into bf16 a value goes through f32 first (as ``ml_dtypes``).
 Into the narrow storage formats a float is rounded once to nearest even
 (overflow gives inf, NaN or the largest value, per format) and an integer
 keeps its low bits, as ``ml_dtypes`` does; out of them, values are exact.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import ml_dtypes
 import numpy as np
 
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, DType
@@ -41,12 +43,29 @@ _FROM_STORAGE = {**{d: DType.F32 for d in NARROW_FLOAT_DTYPES}, DType.I4: DType.
 _TO_STORAGE = {**{d: DType.F64 for d in NARROW_FLOAT_DTYPES}, **{d: DType.I64 for d in NARROW_INT_DTYPES}}
 
 
+def saturating_float_to_int(x: np.ndarray, dtype: DType) -> np.ndarray:
+    """Float ``x`` truncated toward zero and saturated to integer ``dtype``'s range; NaN gives 0.
+
+    Why: NumPy's out-of-range float -> int cast is C's undefined behaviour
+    (INT_MIN on x86); this is the value the generated code computes on every CPU.
+    """
+    info = np.iinfo(dtype.np) if dtype not in NARROW_INT_DTYPES else ml_dtypes.iinfo(dtype.np)
+    wide = np.trunc(x.astype(np.float64))  # every f16/bf16/f32 value exactly; the bounds are powers of two
+    low, high = float(info.min), float(info.max) + 1.0
+    inside = (wide >= low) & (wide < high)
+    value = np.where(inside, wide, 0.0).astype(dtype.np if dtype not in NARROW_INT_DTYPES else np.int64)
+    bound = np.where(wide >= high, info.max, np.where(wide < low, info.min, 0))
+    return np.where(inside, value, bound).astype(dtype.np)
+
+
 def _cast_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> list[np.ndarray]:
     (x,), dtype = args, attrs["dtype"]
     source = DType.from_numpy(x.dtype)
     with np.errstate(all="ignore"):
         if source in _FROM_STORAGE:
             x = x.astype(_FROM_STORAGE[source].np)
+        if DType.from_numpy(x.dtype).is_float and (dtype.is_int or dtype in NARROW_INT_DTYPES):
+            return [saturating_float_to_int(x, dtype)]
         if dtype in _TO_STORAGE:
             x = x.astype(_TO_STORAGE[dtype].np)
         return [x.astype(dtype.np)]
@@ -63,8 +82,8 @@ def _cast_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list
 
 
 register(OpDef("cast", 1, _cast_infer, _cast_reference, _cast_lower, attrs={"dtype": Attr("dtype")},
-               grad=_cast_grad, doc="convert to another dtype (float->int truncates; into the narrow formats, floats "
-                                    "round to nearest even and integers keep their low bits, as ml_dtypes)"))
+               grad=_cast_grad, doc="convert to another dtype (float->int truncates and saturates, NaN -> 0; into the "
+                                    "narrow floats, floats round to nearest even; integers keep their low bits)"))
 
 # unsigned integer of each element size: bitcast copies elements as these, so no float load can touch a bit
 _BITS_OF_SIZE = {1: DType.U8, 2: DType.U16, 4: DType.U32, 8: DType.U64}
