@@ -9,6 +9,7 @@ shape-like inputs (Reshape's shape, Slice's starts, ...) become static.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -18,6 +19,7 @@ import onnx
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.errors import NeedlecError
+from needlec.frontend.onnx.attributes import attribute_error
 
 if TYPE_CHECKING:
     from needlec.frontend.onnx.importer import Importer
@@ -54,13 +56,19 @@ CONVERTERS: dict[str, Converter] = {}
 
 
 def converter(*op_types: str) -> Callable[[Converter], Converter]:
-    """Register the decorated function as the converter of ``op_types`` (default domain)."""
+    """Register the decorated function as the converter of ``op_types`` (default domain); the registered
+    converter first validates the node's attributes (``attributes.py``), so ``fn`` sees schema-valid ones."""
 
     def register(fn: Converter) -> Converter:
+        @functools.wraps(fn)
+        def validated(ctx: NodeContext) -> Sequence[Value | None]:
+            ctx.check_attributes()
+            return fn(ctx)
+
         for op_type in op_types:
             if op_type in CONVERTERS:
                 raise ValueError(f"ONNX op {op_type} has two converters")
-            CONVERTERS[op_type] = fn
+            CONVERTERS[op_type] = validated
         return fn
 
     return register
@@ -151,6 +159,13 @@ class NodeContext:
         return DynamicValueError(f"{self.where}: {message}", self.importer.inputs_of(values))
 
     # -- attributes -------------------------------------------------------------------
+    def check_attributes(self) -> None:
+        """OnnxImportError naming the first attribute that the op's schema or value rules reject."""
+        first = self.raw_input(0) if self.has_input(0) else None
+        problem = attribute_error(self.node, self.opset, first)
+        if problem is not None:
+            raise self.error(problem)
+
     def attr(self, name: str, default: Any = _REQUIRED) -> Any:
         """Attribute ``name`` as a Python value (tensors as NumPy arrays, graphs as GraphProto)."""
         for attribute in self.node.attribute:

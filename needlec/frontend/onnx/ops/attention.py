@@ -121,7 +121,7 @@ def attention_bias(ctx: NodeContext, q: Value, kv_len: int, past_len: int) -> Va
 def share_heads(ctx: NodeContext, q: Value, k: Value, v: Value) -> tuple[Value, Value]:
     """K and V repeated so each query head has its own (grouped-query attention); an error if heads do not divide."""
     q_heads, kv_heads = q.shape[1], k.shape[1]
-    if q_heads % kv_heads or v.shape[1] != kv_heads:
+    if kv_heads == 0 or q_heads % kv_heads or v.shape[1] != kv_heads:
         raise ctx.error(f"{q_heads} query heads cannot share {kv_heads} key / {v.shape[1]} value heads")
     return repeat_heads(ctx, k, q_heads // kv_heads), repeat_heads(ctx, v, q_heads // kv_heads)
 

@@ -188,6 +188,9 @@ def dropout(ctx: NodeContext) -> list[Value | None]:
     x = ctx.input(0)
     mask_dtype = _mask_dtype(ctx, x)
     training = ctx.optional_input(2) if ctx.opset >= 12 else None
+    for i, name in ((1, "ratio"), (2, "training_mode")):
+        if ctx.opset >= 12 and ctx.has_input(i) and ctx.input(i).type.size != 1:
+            raise ctx.error(f"input {i} ({name}) has shape {ctx.input(i).shape}, expected a scalar")
     known = ctx.const(2) if training is not None else None
     if training is None or (known is not None and not bool(known)):
         mask = ctx.add("fill", shape=list(x.shape), value=1.0, dtype=mask_dtype) if ctx.has_output(1) else None

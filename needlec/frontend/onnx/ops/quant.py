@@ -73,6 +73,9 @@ def saturate(ctx: NodeContext, values: Value, dtype: DType) -> Value:
 def requantize(ctx: NodeContext, acc: Value, multiplier: Value, zero_point: Value | None, dtype: DType) -> Value:
     """``saturate(round_half_even(acc * multiplier + zero_point))`` as ``dtype`` (acc and multiplier in f64),
     the output stage of QLinearConv and QLinearMatMul (rounding after the zero point, as the reference)."""
+    if not dtype.is_int:
+        raise ctx.error(f"the output (y_zero_point, or x when absent) has dtype {dtype.value}, expected an "
+                        "8-bit integer type")
     scaled = ctx.add("mul", acc, multiplier)
     if zero_point is not None:
         scaled = ctx.add("add", scaled, cast(ctx, zero_point, DType.F64))

@@ -184,6 +184,20 @@ def initial_state(ctx: NodeContext, i: int, x: Value, d: int, batch: int, hidden
     return take(ctx, ctx.input(i), 1 if layout else 0, d)
 
 
+def check_weight_shapes(ctx: NodeContext, op: str, directions: int, hidden: int, input_size: int, batch: int,
+                        layout: int) -> None:
+    """An error naming the first of W, R, B, sequence_lens, initial_h, initial_c, P whose shape is not ONNX's."""
+    gates = GATES[op]
+    state = (batch, directions, hidden) if layout else (directions, batch, hidden)
+    expected = {1: ("W", (directions, gates * hidden, input_size)), 2: ("R", (directions, gates * hidden, hidden)),
+                3: ("B", (directions, 2 * gates * hidden)), 4: ("sequence_lens", (batch,)),
+                5: ("initial_h", state), 6: ("initial_c", state), 7: ("P", (directions, 3 * hidden))}
+    for i, (name, shape) in expected.items():
+        if ctx.has_input(i) and ctx.input(i).shape != shape:
+            raise ctx.error(f"input {i} ({name}) has shape {ctx.input(i).shape}, expected {shape} (direction "
+                            f"count {directions}, hidden_size {hidden}, input size {input_size}, batch {batch})")
+
+
 def recurrent(ctx: NodeContext, op: str) -> list[Value | None]:
     """Y (T, dirs, batch, H), Y_h (dirs, batch, H) and, for LSTM, Y_c, in ONNX's layout."""
     x = ctx.input(0)
@@ -192,14 +206,17 @@ def recurrent(ctx: NodeContext, op: str) -> list[Value | None]:
         raise ctx.error(f"X must be 3-D, found shape {x.shape}")
     if layout:
         x = ctx.add("permute", x, perm=(1, 0, 2))
-    steps, batch, _ = x.shape
+    steps, batch, input_size = x.shape
+    if steps == 0:
+        raise ctx.error("X has sequence length 0; a recurrence needs at least one step")
+    if ctx.input(2).type.rank != 3:
+        raise ctx.error(f"R must be 3-D (directions, gates*hidden, hidden), found shape {ctx.input(2).shape}")
     hidden = ctx.attr("hidden_size", ctx.input(2).shape[-1])
     direction = ctx.attr("direction", "forward")
-    if direction not in ("forward", "reverse", "bidirectional"):
-        raise ctx.error(f"direction {direction!r} is not forward, reverse or bidirectional")
     directions = 2 if direction == "bidirectional" else 1
-    if ctx.input(1).shape[0] != directions:
+    if ctx.input(1).type.rank == 3 and ctx.input(1).shape[0] != directions:
         raise ctx.error(f"W has {ctx.input(1).shape[0]} directions, direction={direction!r} needs {directions}")
+    check_weight_shapes(ctx, op, directions, hidden, input_size, batch, layout)
     masks = step_masks(ctx, steps, batch)
     state_inputs = [5, 6] if op == "LSTM" else [5]
     ys, finals = [], []

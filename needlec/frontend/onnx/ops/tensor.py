@@ -177,6 +177,9 @@ def reshape_op(ctx: NodeContext) -> list[Value]:
     x = ctx.input(0)
     target = [int(d) for d in ctx.attr("shape")] if ctx.opset < 5 else const_ints(ctx, 1, "shape")
     allow_zero = ctx.attr("allowzero", 0) if ctx.opset >= 14 else 0
+    if not allow_zero and any(d == 0 and i >= x.type.rank for i, d in enumerate(target)):
+        raise ctx.error(f"shape {target} copies (0) a dimension at an index beyond the rank {x.type.rank} of "
+                        f"input {x.shape}")
     shape = [x.shape[i] if d == 0 and not allow_zero else d for i, d in enumerate(target)]
     if shape.count(-1) > 1:
         raise ctx.error(f"shape {target} has more than one -1")
@@ -250,6 +253,9 @@ def concat(ctx: NodeContext) -> list[Value]:
     inputs = ctx.inputs()
     axis = ctx.attr("axis", 1) if ctx.opset < 4 else ctx.attr("axis")
     axis = normalize_axes(ctx, [axis], inputs[0].type.rank, "axis")[0]
+    ranks = [x.type.rank for x in inputs]
+    if len(set(ranks)) > 1:
+        raise ctx.error(f"inputs have ranks {ranks}, expected one rank (shapes {[x.shape for x in inputs]})")
     kept = [x for x in inputs if x.shape[axis] > 0] or inputs[:1]
     return [kept[0] if len(kept) == 1 else ctx.add("concat", *kept, axis=axis)]
 
@@ -373,8 +379,9 @@ def trilu(ctx: NodeContext) -> list[Value]:
     x = ctx.input(0)
     if x.type.rank < 2:
         raise ctx.error(f"input 0 has rank {x.type.rank}, expected at least 2")
-    k = const_ints(ctx, 1, "k")[0] if ctx.has_input(1) else 0
     rows, cols = x.shape[-2:]
+    # a diagonal beyond the matrix keeps everything or nothing; clamping keeps NumPy's offsets in range
+    k = min(max(const_ints(ctx, 1, "k")[0], -rows), cols) if ctx.has_input(1) else 0
     keep = np.triu(np.ones((rows, cols), bool), k) if ctx.attr("upper", 1) else np.tril(np.ones((rows, cols), bool), k)
     return [ctx.add("where", ctx.constant(keep), x, ctx.scalar(0, x))]
 
