@@ -52,3 +52,7 @@ class RuntimeInputError(NeedlecError):
 
 class ArtifactError(NeedlecError):
     """A compiled artifact (shared library, object) could not be written or loaded."""
+
+
+class InternalError(NeedlecError):
+    """A bug in needlec: an unexpected exception inside it (e.g. in an ONNX converter); please report it."""

@@ -10,72 +10,25 @@ computations become static.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 import needlec.frontend.onnx.ops  # noqa: F401  (registers every converter)
-from needlec.compiler.ir.graph import Graph, Value
+from needlec.compiler.ir.graph import Graph, Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.ops.registry import get_op
-from needlec.errors import NeedlecError
+from needlec.errors import InternalError, NeedlecError
+from needlec.frontend.onnx.budget import SizeBudget
 from needlec.frontend.onnx.context import (CONVERTERS, EMPTY_OPTIONAL, DynamicValueError, NodeContext,
                                            OnnxImportError, onnx_dtype)
 from needlec.frontend.onnx.loader import default_opset, load_model
+from needlec.frontend.onnx.validation import check_dims, sort_nodes
 
 NOT_FOLDED = frozenset({"random_uniform"})
 Binding = Any  # a graph Value, a list of Values (a sequence), or EMPTY_OPTIONAL (an optional holding nothing)
-
-
-def _graph_inputs_of(graph: onnx.GraphProto) -> set[str]:
-    """Names a (sub)graph reads from outside itself."""
-    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    used: set[str] = set()
-    for node in graph.node:
-        used.update(n for n in node.input if n)
-        for attribute in node.attribute:
-            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                used.update(_graph_inputs_of(sub))
-        defined.update(node.output)
-    return used - defined
-
-
-def _node_dependencies(node: onnx.NodeProto) -> list[str]:
-    names = [n for n in node.input if n]
-    for attribute in node.attribute:
-        for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-            names.extend(sorted(_graph_inputs_of(sub)))
-    return names
-
-
-def sort_nodes(nodes: Sequence[onnx.NodeProto], available: set[str], where: str) -> list[onnx.NodeProto]:
-    """``nodes`` in dependency order; OnnxImportError naming a dangling input or a cycle."""
-    producers: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for out in node.output:
-            if out:
-                producers[out] = i
-    pending = {i: {n for n in _node_dependencies(node) if n not in available} for i, node in enumerate(nodes)}
-    for i, deps in pending.items():
-        for name in deps:
-            if name not in producers:
-                node = nodes[i]
-                raise OnnxImportError(f"{where}: node {node.name or node.op_type!r} ({node.op_type}) reads "
-                                      f"{name!r}, which no node, input or initializer defines (dangling name)")
-    order: list[onnx.NodeProto] = []
-    done: set[str] = set(available)
-    remaining = list(range(len(nodes)))
-    while remaining:
-        ready = [i for i in remaining if pending[i] <= done]
-        if not ready:
-            stuck = ", ".join(repr(nodes[i].name or nodes[i].op_type) for i in remaining[:5])
-            raise OnnxImportError(f"{where}: the graph has a cycle through node(s) {stuck}")
-        for i in ready:
-            order.append(nodes[i])
-            done.update(n for n in nodes[i].output if n)
-        remaining = [i for i in remaining if i not in set(ready)]
-    return order
 
 
 class Importer:
@@ -88,11 +41,16 @@ class Importer:
     ``input_values`` fixes inputs to known values (arrays, lists of arrays, ``None``): they become
     constants, not graph inputs, so shapes computed from them are static (a backend that specializes on
     them must recompile when they change; ``DynamicValueError.inputs`` says which inputs need it).
+    ``size_budget`` (``budget.py``) caps every value's elements, windowed work and unrolled steps; each is
+    checked before anything is allocated or unrolled.
     """
 
     def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Any] | None = None,
-                 input_values: Mapping[str, Any] | None = None) -> None:
+                 input_values: Mapping[str, Any] | None = None,
+                 size_budget: "int | SizeBudget | None" = None) -> None:
         self.model = model
+        self.budget = SizeBudget.of(size_budget)
+        self.unrolled_steps = 0  # subgraph bodies converted so far (Loop and Scan steps, If branches)
         self.input_shapes = dict(input_shapes or {})
         self.input_values = dict(input_values or {})
         self.input_names: dict[int, str] = {}  # id of a graph input value -> its ONNX input name
@@ -141,6 +99,7 @@ class Importer:
             if node is not None and node.op not in NOT_FOLDED:
                 args = [self.fold(v) for v in node.inputs]
                 if all(a is not None for a in args):
+                    self._check_node(node, f"folding {node.op}")  # before the reference allocates
                     outputs = get_op(node.op).reference(args, node.attrs)
                     for out, array in zip(node.outputs, outputs):
                         self._folded[id(out)] = np.asarray(array)
@@ -165,6 +124,7 @@ class Importer:
         for info in graph.output:
             binding = self.lookup(info.name, "graph output")
             if isinstance(binding, Value):
+                _check_declared_type(info, binding)
                 self.output_layout.append(("tensor", 1))
                 named = [(binding, info.name)]
             elif isinstance(binding, list):
@@ -194,16 +154,25 @@ class Importer:
         if convert is None or opset is None:
             raise OnnxImportError(f"{ctx.where}: unsupported op {node.op_type} in domain {domain} "
                                   f"(opset {opset if opset is not None else 'not imported'})")
+        first_new = len(self.graph.nodes)
         try:
             results = list(convert(ctx))
+            for new in self.graph.nodes[first_new:]:
+                self._check_node(new, ctx.where)
         except NeedlecError as exc:
             if ctx.where in str(exc):
                 raise
             if isinstance(exc, DynamicValueError):
                 raise DynamicValueError(f"{ctx.where}: {exc}", exc.inputs) from exc
             raise OnnxImportError(f"{ctx.where}: {exc}") from exc
-        except Exception as exc:  # a converter bug or a malformed node: still name the node
-            raise OnnxImportError(f"{ctx.where}: {type(exc).__name__}: {exc}") from exc
+        except MemoryError:  # an allocation no budget check foresaw: the machine's memory, not a bug
+            raise OnnxImportError(f"{ctx.where}: converting it needs more memory than is available; the model "
+                                  "asks for very large tensors") from None
+        except Exception as exc:  # a bug: validation should have refused the node with a proper error
+            message = " ".join(str(exc).split())[:300]
+            raise InternalError(f"internal error in the converter of {node.op_type} at node "
+                                f"{node.name or (node.output[0] if node.output else '?')!r} (opset {ctx.opset}), "
+                                f"please report: {type(exc).__name__}: {message}") from exc
         for i, name in enumerate(node.output):
             if not name:
                 continue
@@ -211,11 +180,25 @@ class Importer:
                 raise ctx.error(f"output {i} ({name!r}) is not produced by needlec's converter")
             self.bind(name, results[i])
 
+    def check_unroll(self, steps: int, where: str) -> None:
+        """SizeBudgetError when ``steps`` more subgraph conversions would exceed the unrolling budget."""
+        self.budget.check_steps(self.unrolled_steps + steps, where)
+
+    def _check_node(self, node: Node, where: str) -> None:
+        """SizeBudgetError when a new node's outputs or its window work exceed the size budget."""
+        for out in node.outputs:
+            self.budget.check_shape(out.shape, out.dtype.itemsize, where, f"{node.op} output {list(out.shape)}")
+        kernel = node.attrs.get("kernel")
+        if kernel:
+            self.budget.check_window(math.prod(node.outputs[0].shape), math.prod(kernel), where)
+
     def convert_subgraph(self, graph: onnx.GraphProto, inputs: Sequence[Binding], where: str) -> list[Binding]:
         """Inline ``graph`` (an If/Loop/Scan body) with its formal inputs bound to ``inputs``."""
         if len(inputs) != len(graph.input):
             raise OnnxImportError(f"{where}: subgraph {graph.name!r} takes {len(graph.input)} inputs, "
                                   f"given {len(inputs)}")
+        self.check_unroll(1, where)
+        self.unrolled_steps += 1
         self.scopes.append({})
         try:
             for tensor in graph.initializer:
@@ -277,7 +260,8 @@ class Importer:
             if given is None:
                 raise OnnxImportError(f"{where} has no declared shape; give it with input_shapes "
                                       f"(CLI: --input-shape {name}=2x3)")
-            return TensorType(tuple(given), dtype)
+            check_dims([int(s) for s in given], tensor_type.elem_type, self.budget, f"{where}: input_shapes")
+            return TensorType(tuple(int(s) for s in given), dtype)
         dims = tensor_type.shape.dim
         if given is not None:
             if len(given) != len(dims):
@@ -287,6 +271,7 @@ class Importer:
                 if dim.HasField("dim_value") and dim.dim_value != size:
                     raise OnnxImportError(f"{where}: input_shapes gives {size} for axis {axis}, the model fixes "
                                           f"it to {dim.dim_value}")
+            check_dims([int(s) for s in given], tensor_type.elem_type, self.budget, f"{where}: input_shapes")
             return TensorType(tuple(int(s) for s in given), dtype)
         shape = []
         for axis, dim in enumerate(dims):
@@ -299,6 +284,30 @@ class Importer:
         return TensorType(tuple(shape), dtype)
 
 
-def from_onnx(source: Any, input_shapes: Mapping[str, Any] | None = None) -> Graph:
-    """Import an ONNX model (path, bytes or ModelProto) as a needlec graph with static shapes."""
-    return Importer(load_model(source), input_shapes).run()
+def _check_declared_type(info: onnx.ValueInfoProto, value: Value) -> None:
+    """OnnxImportError when graph output ``info`` declares an element type, rank or dimension ``value`` lacks."""
+    if info.type.WhichOneof("value") != "tensor_type":
+        return
+    declared = info.type.tensor_type
+    where = f"graph output {info.name!r}"
+    if declared.elem_type and onnx_dtype(declared.elem_type, where) != value.dtype:
+        raise OnnxImportError(f"{where}: the model declares element type "
+                              f"{onnx.TensorProto.DataType.Name(declared.elem_type)}, needlec computes "
+                              f"{value.dtype} (the model is inconsistent)")
+    if not declared.HasField("shape"):
+        return
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in declared.shape.dim]
+    if len(dims) != value.type.rank or any(d is not None and d != s for d, s in zip(dims, value.shape)):
+        shown = ["?" if d is None else d for d in dims]
+        raise OnnxImportError(f"{where}: the model declares shape {shown}, needlec computes {list(value.shape)} "
+                              "(the model is inconsistent)")
+
+
+def from_onnx(source: Any, input_shapes: Mapping[str, Any] | None = None,
+              size_budget: "int | SizeBudget | None" = None) -> Graph:
+    """Import an ONNX model (path, bytes or ModelProto) as a needlec graph with static shapes.
+
+    ``size_budget`` caps the elements of any one tensor (default 2**31; ``budget.py``).
+    """
+    budget = SizeBudget.of(size_budget)
+    return Importer(load_model(source, budget), input_shapes, size_budget=budget).run()

@@ -2,25 +2,38 @@
 
 Weights stored outside the model file (``external data``) are read only from
 inside the model's own folder: a location that is absolute, climbs out with
-``..``, or resolves (through symlinks) outside the folder is refused. Models
-older than opset 7 are upgraded with onnx's version converter.
+``..``, or resolves (through symlinks) outside the folder is refused, and so
+is an offset or length that is not a byte count, disagrees with the tensor's
+shape or lies past the end of the file. Every model is validated before it is
+imported (``validation.py``: needlec's structural checks, the size budget,
+onnx's checker and strict shape inference). Models older than opset 7 are
+upgraded with onnx's version converter.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import onnx
 from google.protobuf.message import DecodeError
-from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+from onnx.external_data_helper import uses_external_data
 
+from needlec.frontend.onnx.budget import SizeBudget
 from needlec.frontend.onnx.context import OnnxImportError
+from needlec.frontend.onnx.validation import check_structure, check_with_onnx
 
 MIN_OPSET = 7
+PACKED_TYPES = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.FLOAT4E2M1})
 
 
-def load_model(source: Any) -> onnx.ModelProto:
-    """A validated ``ModelProto`` from a path, bytes or a ``ModelProto``."""
+def load_model(source: Any, size_budget: "int | SizeBudget | None" = None) -> onnx.ModelProto:
+    """A validated ``ModelProto`` from a path, bytes or a ``ModelProto``.
+
+    ``size_budget`` caps the elements of any one tensor (see ``budget.py``); None keeps the default.
+    """
+    budget = SizeBudget.of(size_budget)
+    path = None
     if isinstance(source, onnx.ModelProto):
         model, base_dir = source, None
     elif isinstance(source, (bytes, bytearray)):
@@ -36,7 +49,10 @@ def load_model(source: Any) -> onnx.ModelProto:
         base_dir = os.path.dirname(os.path.abspath(path))
     else:
         raise OnnxImportError(f"cannot import a {type(source).__name__}: expected a path, bytes or onnx.ModelProto")
-    _load_external_data(model, base_dir)
+    default_opset(model)  # refuses a model that does not say which opset it uses
+    check_structure(model, budget)
+    _load_external_data(model, base_dir, budget)
+    check_with_onnx(model, path, budget)
     return _upgrade(model)
 
 
@@ -99,31 +115,67 @@ def safe_external_path(base_dir: str, location: str, tensor: str) -> str:
     return path
 
 
-def _load_external_data(model: onnx.ModelProto, base_dir: str | None) -> None:
+def _byte_count(tensor: onnx.TensorProto, key: str, text: str) -> int:
+    """External data field ``key`` as a byte count; OnnxImportError unless it is a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise OnnxImportError(f"tensor {tensor.name!r}: external data {key} {text!r} is not a byte count "
+                              "(expected an integer >= 0)")
+    return value
+
+
+def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
+    """The bytes ``tensor``'s shape and element type need, when its elements have a fixed size."""
+    if tensor.data_type in PACKED_TYPES or tensor.data_type == onnx.TensorProto.STRING:
+        return None
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return None
+    return math.prod(tensor.dims) * itemsize
+
+
+def _load_external_data(model: onnx.ModelProto, base_dir: str | None, budget: SizeBudget) -> None:
     for tensor in _tensors_with_external_data(model):
-        info = ExternalDataInfo(tensor)
+        fields = {entry.key: entry.value for entry in tensor.external_data}
+        location = fields.get("location", "")
+        if not location:
+            raise OnnxImportError(f"tensor {tensor.name!r} is stored externally but names no location")
         if base_dir is None:
-            raise OnnxImportError(f"tensor {tensor.name!r} keeps its data in {info.location!r}; load the model "
+            raise OnnxImportError(f"tensor {tensor.name!r} keeps its data in {location!r}; load the model "
                                   "from its file path so the data can be found")
-        path = safe_external_path(base_dir, info.location, tensor.name)
+        path = safe_external_path(base_dir, location, tensor.name)
+        offset = _byte_count(tensor, "offset", fields.get("offset", "0"))
+        expected = _expected_bytes(tensor)
+        length = _byte_count(tensor, "length", fields["length"]) if "length" in fields else expected
+        if length is not None and expected is not None and length != expected:
+            raise OnnxImportError(f"tensor {tensor.name!r}: external data length is {length} bytes, its shape "
+                                  f"{list(tensor.dims)} needs {expected} bytes")
+        available = max(0, os.path.getsize(path) - offset)
+        length = available if length is None else length
+        budget.check_elements(length, 1, f"tensor {tensor.name!r}", "its external data")
+        if length > available:
+            raise OnnxImportError(f"tensor {tensor.name!r}: external data file {location!r} is truncated "
+                                  f"(expected {length} bytes, found {available})")
         with open(path, "rb") as f:
-            if info.offset:
-                f.seek(int(info.offset))
-            data = f.read(int(info.length)) if info.length else f.read()
-        if info.length and len(data) != int(info.length):
-            raise OnnxImportError(f"tensor {tensor.name!r}: external data file {info.location!r} is truncated "
-                                  f"(expected {info.length} bytes, found {len(data)})")
-        tensor.raw_data = data
+            f.seek(offset)
+            tensor.raw_data = f.read(length)
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
 
 
 def default_opset(model: onnx.ModelProto) -> int:
-    """The model's opset of the default (ai.onnx) domain."""
+    """The model's opset of the default (ai.onnx) domain; OnnxImportError when it imports none."""
     for entry in model.opset_import:
         if entry.domain in ("", "ai.onnx"):
             return entry.version
-    return MIN_OPSET
+    if model.ir_version < 3 and not model.opset_import:  # before IR 3 opsets were not recorded: opset 1
+        return 1
+    raise OnnxImportError("the model imports no opset of the default domain ('' or 'ai.onnx'), so which version "
+                          "of each op it means is unknown; add an opset_import entry")
 
 
 def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:

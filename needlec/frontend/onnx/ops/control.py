@@ -150,6 +150,7 @@ def run_scan(ctx: NodeContext, body: onnx.GraphProto, states: list[Value], scans
     if len(lengths) != 1:
         raise ctx.error(f"scan inputs have different lengths along their scan axes: {sorted(lengths)}")
     length = lengths.pop()
+    ctx.importer.check_unroll(length, ctx.where)  # before slicing: the length may be huge
     slices = [unstack(ctx, x, a)[::-1] if rev else unstack(ctx, x, a)
               for x, a, rev in zip(scans, in_axes, in_reverse)]
     per_step: list[list[Value]] = []
