@@ -41,13 +41,18 @@ def _array(x):  # type: ignore[no-untyped-def]
     return onnx.numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x
 
 
-def run_case(case) -> None:  # type: ignore[no-untyped-def]
-    """Import, compile and run one case; AssertionError or NeedlecError when it does not pass."""
+def run_case(case, cpu: str = "host") -> list:  # type: ignore[no-untyped-def]
+    """Import, compile for ``cpu`` and run one case; AssertionError or NeedlecError when it does not pass.
+
+    Returns the outputs of every data set (a list per data set).
+    """
     from needlec.frontend.onnx import backend
 
-    rep = backend.prepare(case.model)
+    rep = backend.prepare(case.model, cpu=cpu)
+    results = []
     for inputs, expected in case.data_sets:
         outputs = rep.run(list(inputs))
+        results.append(list(outputs))
         assert len(outputs) == len(expected), f"{len(outputs)} outputs, expected {len(expected)}"
         for i, (got, want) in enumerate(zip(outputs, expected)):
             if want is None:  # an empty optional output
@@ -71,3 +76,15 @@ def run_case(case) -> None:  # type: ignore[no-untyped-def]
             else:
                 np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol,
                                            err_msg=f"output {i} differs")
+    return results
+
+
+def flat_arrays(outputs: list) -> list[np.ndarray]:
+    """Every array in ``run_case``'s outputs (sequence elements included, empty optionals skipped)."""
+    found: list[np.ndarray] = []
+    for item in outputs:
+        if isinstance(item, list):
+            found.extend(flat_arrays(item))
+        elif item is not None:
+            found.append(np.asarray(item))
+    return found

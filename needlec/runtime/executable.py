@@ -22,10 +22,11 @@ from needlec.runtime.signature import Signature
 
 
 def output_file_names(names: list[str]) -> list[str]:
-    """The ``.npy`` file name of each output: unsafe characters become ``_``; repeats get their slot appended."""
+    """The ``.npy`` file name of each output: unsafe characters become ``_``, long names are cut to 100
+    characters (file systems allow 255); repeats get their slot appended."""
     files: list[str] = []
     for slot, name in enumerate(names):
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100]
         if not stem or stem.startswith("."):
             stem = "_" + stem
         if f"{stem}.npy" in files:

@@ -27,6 +27,7 @@ a one-line message from ``needlec_last_error()``. Dtype codes are ONNX's
 """
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -121,7 +122,7 @@ def _macro_names(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
 
 def _size(spec: TensorSpec) -> int:
     """Number of elements."""
-    return int(np.prod(spec.shape, dtype=np.int64))
+    return math.prod(spec.shape)
 
 
 def _describe(spec: TensorSpec) -> str:

@@ -35,7 +35,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from needlec.compiler.codegen.half_libcalls import define_half_libcalls
-from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter
+from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
 from needlec.compiler.codegen.target import CpuTarget, optimize
 from needlec.compiler.loops.ir import Program
 from needlec.errors import CodegenError
@@ -101,7 +101,7 @@ def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool) -> i
 
 def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layout: str = "") -> ir.Module:
     """Render ``program`` as an LLVM IR module for ``target``."""
-    module = ir.Module(name=program.name)
+    module = ir.Module(name=llvm_name(program.name))
     module.triple = triple
     module.data_layout = data_layout
 
@@ -112,12 +112,13 @@ def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layo
         var.global_constant = not external.writable
         var.align = ALIGN
         pointers[external.buffer] = var
-    for name, data in program.constants.items():
+    for i, (name, data) in enumerate(program.constants.items()):
         if name in pointers:
             continue
         constant = program.storage[name].kind == "constant"
         prefix = "const" if constant else "var"
-        pointers[name] = _byte_global(module, f"{prefix}.{name}", np.ascontiguousarray(data).tobytes(), constant)
+        pointers[name] = _byte_global(module, f"{prefix}.{i}.{llvm_name(name)}", np.ascontiguousarray(data).tobytes(),
+                                      constant)
     arena = None
     if program.arena_size:
         ty = ir.ArrayType(I8, program.arena_size)
@@ -138,11 +139,11 @@ def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layo
         if where.kind in ("input", "output"):
             table = inputs if where.kind == "input" else outputs
             slot = b.gep(table, [ir.Constant(I64, where.slot)], inbounds=True, source_etype=PTR)
-            pointers[name] = b.load(slot, typ=PTR, name=name)
+            pointers[name] = b.load(slot, typ=PTR, name=llvm_name(name))
         elif where.kind == "arena":
             assert arena is not None
             pointers[name] = b.gep(arena, [ir.Constant(I64, 0), ir.Constant(I64, where.offset)],
-                                   inbounds=True, name=name)
+                                   inbounds=True, name=llvm_name(name))
     for kernel, fn in zip(program.kernels, kernels):
         b.call(fn, [pointers[buf.name] for buf in kernel.buffers])
     b.ret(ir.Constant(I32, 0))

@@ -28,6 +28,7 @@ saturates).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -76,6 +77,16 @@ _NARROW_INT_RANGE = {DType.I4: (-8, 7), DType.U4: (0, 15), DType.I2: (-2, 1), DT
 def _type_suffix(ty: ir.Type) -> str:
     """LLVM's overload suffix of a float type (``f16``, ``f32``, ``f64``)."""
     return {"half": "f16", "float": "f32", "double": "f64"}[str(ty)]
+
+
+def llvm_name(text: str) -> str:
+    """``text`` as a readable LLVM symbol part: letters, digits, ``_`` and ``.`` only, at most 48 characters.
+
+    Why: names come from models (ONNX value names hold any bytes, NUL and
+    1,000-character names included); LLVM truncates long local names into
+    collisions. Callers keep names unique with a prefix of their own.
+    """
+    return re.sub(r"[^A-Za-z0-9_.]", "_", text)[:48]
 
 
 def memory_type(dtype: DType) -> ir.Type:
@@ -136,7 +147,7 @@ class KernelEmitter:
         self.module = module
         self.kernel = kernel
         fnty = ir.FunctionType(ir.VoidType(), [PTR] * len(kernel.buffers))
-        self.function = ir.Function(module, fnty, name=kernel.name)
+        self.function = ir.Function(module, fnty, name=llvm_name(kernel.name))
         self.function.linkage = linkage
         for arg in self.function.args:
             arg.add_attribute("noalias")

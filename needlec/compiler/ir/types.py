@@ -11,6 +11,10 @@ import math
 from dataclasses import dataclass
 
 from needlec.compiler.ir.dtypes import DType
+from needlec.errors import ShapeError
+
+
+MAX_BYTES = 1 << 62  # the largest tensor (in bytes) whose byte offsets fit in an int64 index
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -37,6 +41,11 @@ class TensorType:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if any(d < 0 for d in self.shape):  # why: a negative extent would index memory backwards
+            raise ShapeError(f"tensor type {self}: negative dimension in shape {list(self.shape)}")
+        if self.size * self.dtype.itemsize >= MAX_BYTES:  # why: byte offsets must fit in a signed 64-bit index
+            raise ShapeError(f"tensor type {self}: {self.size} elements of {self.dtype.value} exceed the "
+                             f"addressable {MAX_BYTES} bytes")
         if self.strides is not None:
             strides = tuple(int(s) for s in self.strides)
             if strides == contiguous_strides(self.shape):

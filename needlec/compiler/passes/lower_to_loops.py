@@ -20,8 +20,13 @@ from needlec.compiler.ops.registry import get_op
 from needlec.errors import CodegenError
 
 
-def _buffer_name(value: Value) -> str:
-    return value.name.replace(".", "_")
+def _buffer_name(value: Value, taken: dict[str, Buffer]) -> str:
+    """A buffer name for ``value``: its name with ``.`` as ``_``, made unique (``a.b`` and ``a_b`` both exist)."""
+    name = stem = value.name.replace(".", "_")
+    suffix = 1
+    while name in taken:
+        name, suffix = f"{stem}_{suffix}", suffix + 1
+    return name
 
 
 def lower_to_loops(graph: Graph) -> Program:
@@ -32,7 +37,7 @@ def lower_to_loops(graph: Graph) -> Program:
     base: dict[int, Buffer] = {}
 
     def new_buffer(value: Value, where: Storage, size: int) -> Buffer:
-        buf = Buffer(_buffer_name(value), value.dtype, size)
+        buf = Buffer(_buffer_name(value, buffers), value.dtype, size)
         buffers[buf.name] = buf
         storage[buf.name] = where
         base[id(value)] = buf
@@ -65,7 +70,7 @@ def lower_to_loops(graph: Graph) -> Program:
     assert copy is not None
     for variable, value in graph.updates:
         if value is not variable:
-            kernels.append(_kernel(f"k{len(kernels)}_update_{_buffer_name(variable)}", copy,
+            kernels.append(_kernel(f"k{len(kernels)}_update_{base[id(variable)].name}", copy,
                                    [Operand(base[id(value)], value.type)],
                                    [Operand(base[id(variable)], variable.type)], {}, f"update %{variable.name}"))
 
