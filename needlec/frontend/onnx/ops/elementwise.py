@@ -13,6 +13,7 @@ import math
 from typing import Callable
 
 import ml_dtypes
+import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
@@ -149,10 +150,19 @@ def clip(ctx: NodeContext) -> list[Value]:
     else:
         lo, hi = ctx.optional_input(1), ctx.optional_input(2)
     if lo is not None:
-        x = ctx.add("max", x, lo)
+        x = _bounded(ctx, x, lo, "max")
     if hi is not None:
-        x = ctx.add("min", x, hi)
+        x = _bounded(ctx, x, hi, "min")
     return [x]
+
+
+def _bounded(ctx: NodeContext, x: Value, bound: Value, op: str) -> Value:
+    """``op(x, bound)`` where a NaN bound limits nothing and a NaN in x stays NaN (ONNX Runtime's Clip)."""
+    known = ctx.importer.fold(bound)
+    if known is not None:
+        return x if np.isnan(known).all() else ctx.add(op, x, bound)
+    beyond = ctx.add("lt", bound, x) if op == "min" else ctx.add("lt", x, bound)  # false for either NaN
+    return ctx.add("where", beyond, bound, x)
 
 
 # -- activations ------------------------------------------------------------------

@@ -234,7 +234,8 @@ def reduce(ctx: NodeContext) -> list[Value]:
         return [total(x, op[len("Reduce"):].lower())]
     if op == "ReduceMean":
         count = math.prod(x.shape[a] for a in axes)
-        return [ctx.add("div", total(x), ctx.scalar(count, x))]
+        # the mean of an empty extent is 0 (its sum over 1), as ONNX Runtime; NumPy gives NaN
+        return [ctx.add("div", total(x), ctx.scalar(max(count, 1), x))]
     if op == "ReduceL1":
         return [total(ctx.add("abs", x))]
     if op == "ReduceSumSquare":

@@ -63,9 +63,10 @@ def batch_normalization(ctx: NodeContext) -> list[Value | None]:
     else:  # before opset 14, asking for the statistics outputs means training
         training = ctx.num_outputs > 1
     running_mean, running_var = _channel(ctx, 3, x), _channel(ctx, 4, x)
-    if not training:
-        normalized = ctx.add("mul", ctx.add("sub", x, running_mean), _inv_std(ctx, running_var, epsilon))
-        return [ctx.add("add", ctx.add("mul", normalized, scale), bias)] + [None] * (ctx.num_outputs - 1)
+    if not training:  # x * k + (bias - mean * k), k = scale / std: ONNX Runtime's order (no overflow in x - mean)
+        factor = ctx.add("mul", scale, _inv_std(ctx, running_var, epsilon))
+        shift = ctx.add("sub", bias, ctx.add("mul", running_mean, factor))
+        return [ctx.add("add", ctx.add("mul", x, factor), shift)] + [None] * (ctx.num_outputs - 1)
     axes = [a for a in range(x.type.rank) if a != 1]
     batch_mean, deviation, batch_var = _moments(ctx, x, axes)
     y = ctx.add("add", ctx.add("mul", ctx.add("mul", deviation, _inv_std(ctx, batch_var, epsilon)), scale), bias)
