@@ -398,6 +398,20 @@ class Summary:
                          f"{_one_line(outcome.message)}")
         return "\n".join(lines)
 
+    def failing_messages(self) -> str:
+        """Each distinct failing (outcome, message signature) over all ops: count, ops, first mutant."""
+        groups: dict[tuple[str, str], list[tuple[int, str, Mutant, Outcome]]] = defaultdict(list)
+        for (kind, op, text), (count, mutant, outcome) in self.signatures.items():
+            if kind in FAILURES:
+                groups[kind, text].append((count, op, mutant, outcome))
+        lines = []
+        for (kind, text), rows in sorted(groups.items(), key=lambda g: -sum(r[0] for r in g[1])):
+            _, _, mutant, outcome = max(rows, key=lambda r: r[0])
+            ops = _one_line(", ".join(sorted(r[1] for r in rows)), 160)
+            lines.append(f"{sum(r[0] for r in rows):5d} x {kind}: {text}\n        ops ({len(rows)}): {ops}"
+                         f"\n        e.g. {mutant.label}: {_one_line(outcome.message)}")
+        return "\n".join(lines)
+
 
 def _one_line(text: str, limit: int = 240) -> str:
     text = text.replace("\r", "\\r").replace("\n", "\\n")

@@ -48,7 +48,7 @@ def fuzz(cases: list, seed: int, count: int) -> Summary:
 def failure_report(summary: Summary) -> str:
     lines = [f"{len(summary.failures)} failing mutant(s) ({summary.counts_line()}); rebuild one with "
              "`python tools/fuzz_onnx.py --small --seed SEED --index INDEX [--out DIR]`",
-             "distinct signatures:", summary.failing_signatures(), "mutants:"]
+             "distinct messages:", summary.failing_messages(), "mutants:"]
     for mutant, outcome in summary.failures:
         text = outcome.message.strip().replace("\n", "\\n")[:200]
         lines.append(f"  {mutant.label} -> {outcome.kind} in {outcome.phase}: {outcome.error} {text} {outcome.where}")

@@ -22,7 +22,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.onnx_fuzz import SMALL_MODULES, load_cases, make_mutant  # noqa: E402
-from tests.onnx_fuzz_runner import FAILURES, TIMEOUT_S, Summary, run_mutants, save_reproducer  # noqa: E402
+from tests.onnx_fuzz_runner import (FAILURES, TIMEOUT_S, Summary, run_mutants,  # noqa: E402
+                                     save_reproducer)
 
 NOT_SAVED = ("matches", "compiled")
 
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             last_report = now
     report = "\n\n".join([f"{len(indices)} mutants, seed {args.seed}, {time.monotonic() - began:.0f} s: "
                           f"{summary.counts_line()}", summary.mutation_table(),
-                          "failing signatures:\n" + (summary.failing_signatures() or "none")])
+                          "failing messages (all ops):\n" + (summary.failing_messages() or "none"),
+                          "failing signatures (per op):\n" + (summary.failing_signatures() or "none")])
     print(report)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
