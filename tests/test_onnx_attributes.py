@@ -229,6 +229,16 @@ def test_batch_normalization_folds_scale_first() -> None:
     np.testing.assert_allclose(got, np.full((1, 1, 2), factor * (1 - 1e38)), rtol=1e-5)
 
 
+def test_absent_initial_state_contributes_nothing() -> None:
+    # ONNX Runtime skips h0 @ R for a zero initial state: an inf in R does not make the first step NaN
+    x = np.ones((1, 1, 2), np.float32)
+    w = np.full((1, 1, 2), 0.25, np.float32)
+    r = np.full((1, 1, 1), np.inf, np.float32)
+    model = tensor_model([helper.make_node("RNN", ["x", "w", "r"], ["y"], hidden_size=1)], {"x": x},
+                         {"y": [1, 1, 1, 1]}, {"w": w, "r": r}, opset=22)
+    np.testing.assert_allclose(needlec.compile(model)(x), np.tanh(np.full((1, 1, 1, 1), 0.5)), rtol=1e-6)
+
+
 # -- documented choices (ARCHITECTURE.md "Op semantics worth knowing") --------------------------------------------
 
 def test_nan_wins_argmax_hardmax_and_max_pooling() -> None:

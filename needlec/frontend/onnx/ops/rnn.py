@@ -120,10 +120,19 @@ def direction_weights(ctx: NodeContext, op: str, x: Value, d: int, hidden: int,
     return Direction(x_proj, ctx.add("permute", r, perm=(1, 0)), r_bias, peepholes, acts)
 
 
+def recur(ctx: NodeContext, h: Value, r_t: Value) -> Value:
+    """``h @ r_t``, zero for a known all-zero state (the absent initial state): ONNX Runtime skips that product, so
+    inf/NaN in R do not turn the first step into NaN (0 * inf)."""
+    known = ctx.importer.fold(h)
+    if known is not None and not known.any():
+        return zeros(ctx, h, (h.shape[0], r_t.shape[1]))
+    return ctx.add("matmul", h, r_t)
+
+
 def rnn_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Value], hidden: int) -> list[Value]:
     """H' = f(x W^T + Wb + H R^T + Rb)."""
     (h,) = state
-    pre = ctx.add("add", ctx.add("add", x_t, ctx.add("matmul", h, weights.r_t)), weights.r_bias)
+    pre = ctx.add("add", ctx.add("add", x_t, recur(ctx, h, weights.r_t)), weights.r_bias)
     return [weights.acts[0](pre)]
 
 
@@ -131,15 +140,15 @@ def gru_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Value
     """Update gate z, reset gate r, candidate h (reset applied before or after R_h); H' = (1 - z) h + z H."""
     (h,) = state
     f, g = weights.acts
-    recurrent = ctx.add("matmul", h, narrow(ctx, weights.r_t, 1, 0, 2 * hidden))
+    recurrent = recur(ctx, h, narrow(ctx, weights.r_t, 1, 0, 2 * hidden))
     gates = ctx.add("add", ctx.add("add", narrow(ctx, x_t, -1, 0, 2 * hidden), recurrent),
                     narrow(ctx, weights.r_bias, 0, 0, 2 * hidden))
     z, r = f(gate(ctx, gates, 0, hidden)), f(gate(ctx, gates, 1, hidden))
     r_h, rb_h = narrow(ctx, weights.r_t, 1, 2 * hidden, 3 * hidden), gate(ctx, weights.r_bias, 2, hidden)
     if ctx.attr("linear_before_reset", 0):
-        recurrent_h = ctx.add("mul", r, ctx.add("add", ctx.add("matmul", h, r_h), rb_h))
+        recurrent_h = ctx.add("mul", r, ctx.add("add", recur(ctx, h, r_h), rb_h))
     else:
-        recurrent_h = ctx.add("add", ctx.add("matmul", ctx.add("mul", r, h), r_h), rb_h)
+        recurrent_h = ctx.add("add", recur(ctx, ctx.add("mul", r, h), r_h), rb_h)
     candidate = g(ctx.add("add", gate(ctx, x_t, 2, hidden), recurrent_h))
     keep = ctx.add("mul", z, h)
     return [ctx.add("add", ctx.add("mul", ctx.add("sub", ctx.scalar(1, z), z), candidate), keep)]
@@ -149,7 +158,7 @@ def lstm_cell(ctx: NodeContext, weights: Direction, x_t: Value, state: list[Valu
     """Gates i, o, f, c (with peepholes; f = 1 - i under input_forget); C' = f C + i g(c), H' = o h(C')."""
     h, c = state
     f, g, act_h = weights.acts
-    gates = ctx.add("add", ctx.add("add", x_t, ctx.add("matmul", h, weights.r_t)), weights.r_bias)
+    gates = ctx.add("add", ctx.add("add", x_t, recur(ctx, h, weights.r_t)), weights.r_bias)
     i_pre, o_pre, f_pre, c_pre = (gate(ctx, gates, k, hidden) for k in range(4))
     peep = weights.peepholes
     if peep is not None:
