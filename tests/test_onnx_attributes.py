@@ -59,6 +59,8 @@ CASES: list[tuple[onnx.NodeProto, int, int | None, str]] = [
      "attribute 'blocksize' must be INT, found UNDEFINED"),
     (with_attribute(node("Constant", 0), raw_attribute("value", A.TENSOR, t=BROKEN_TENSOR)), 13, None,
      "attribute 'value' (TENSOR) cannot be read"),
+    (with_attribute(node("Constant", 0), raw_attribute("value", A.TENSOR, t=onnx.TensorProto(data_type=99))), 13,
+     None, "attribute 'value' (TENSOR) cannot be read: element type 99 is not an ONNX type"),
     (with_attribute(node("Pad", 2), raw_attribute("mode", A.STRING, s=b"\xff")), 13, 2,
      "attribute 'mode' (STRING) cannot be read"),
     (with_attribute(node("LeakyRelu", alpha=1.0), raw_attribute("alpha", A.FLOAT, f=2.0)), 6, 2,
@@ -109,6 +111,7 @@ def test_attribute_rule(proto: onnx.NodeProto, opset: int, rank: int | None, fra
     (node("com.example.Custom", 1, anything=[1.5]), 13, 2),
     (helper.make_node("FusedConv", ["x"], ["y"], domain="com.microsoft", whatever="x"), 1, 4),  # no ONNX schema
     (node("Conv", 2, kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 22, None),  # rank unknown: axis rules skip
+    (node("Cast", 1, to="FLOAT"), 1, 2),             # Cast-1 names the type
 ])
 def test_valid_attributes_pass(proto: onnx.NodeProto, opset: int, rank: int | None) -> None:
     if proto.op_type == "com.example.Custom":

@@ -67,15 +67,16 @@ def permutation(value: Any, rank: int | None) -> str | None:
 
 
 def data_type(value: Any, rank: int | None) -> str | None:
-    """An ONNX TensorProto element type code."""
+    """An ONNX TensorProto element type code (Cast-1's type names are left to the converter)."""
+    if isinstance(value, str):
+        return None
     known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
     return None if value in known else "a TensorProto data type code"
 
 
 @dataclass(frozen=True)
 class ValueRule:
-    """``attribute`` of the ops ``ops`` (empty: every op whose schema has it with an int/string type) must pass
-    ``check``."""
+    """``attribute`` of the ops ``ops`` (empty: of every op that has it) must pass ``check``."""
 
     attribute: str
     check: Check
@@ -158,15 +159,22 @@ def _first_version(op_type: str, domain: str) -> int | None:
     return min(versions) if versions else None
 
 
+def _array(tensor: onnx.TensorProto) -> np.ndarray:
+    """``tensor``'s data; ValueError for an unknown element type (onnx's reader would raise KeyError)."""
+    if tensor.data_type not in onnx.TensorProto.DataType.values():
+        raise ValueError(f"element type {tensor.data_type} is not an ONNX type")
+    return onnx.numpy_helper.to_array(tensor)
+
+
 def _value(attribute: AttributeProto) -> Any:
-    """The attribute's value with strings decoded; ValueError for data that cannot be read."""
+    """The attribute's value with strings decoded; ValueError or TypeError for data that cannot be read."""
     if attribute.type == AttributeProto.TENSOR:
-        return onnx.numpy_helper.to_array(attribute.t)
+        return _array(attribute.t)
     if attribute.type == AttributeProto.SPARSE_TENSOR:
-        onnx.numpy_helper.to_array(attribute.sparse_tensor.values)
-        return onnx.numpy_helper.to_array(attribute.sparse_tensor.indices)
+        _array(attribute.sparse_tensor.values)
+        return _array(attribute.sparse_tensor.indices)
     if attribute.type == AttributeProto.TENSORS:
-        return [onnx.numpy_helper.to_array(t) for t in attribute.tensors]
+        return [_array(t) for t in attribute.tensors]
     value = onnx.helper.get_attribute_value(attribute)
     if isinstance(value, bytes):
         return value.decode("utf-8")
