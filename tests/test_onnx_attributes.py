@@ -180,6 +180,10 @@ X3 = np.zeros((1, 3, 2), np.float32)
      {"s": np.array([1, 1, 9, 10])}, "asks for data from an empty axis"),
     ([helper.make_node("Dropout", ["a", "r"], ["y"])], {"a": np.zeros((2, 3), np.float32)},
      {"r": np.array([0.1, 0.2], np.float32)}, "input 1 (ratio) has shape (2,), expected a scalar"),
+    ([helper.make_node("Range", ["a", "b", "c"], ["y"])], {},
+     {"a": np.float32(0), "b": np.float32(5), "c": np.float32(np.nan)}, "give no finite length"),
+    ([helper.make_node("Range", ["a", "b", "c"], ["y"])], {},
+     {"a": np.float32(-1e38), "b": np.float32(5), "c": np.float32(2)}, "over the size budget"),
     ([helper.make_node("Attention", ["q", "k", "v"], ["y"])], {"q": np.zeros((2, 3, 4, 8), np.float32)},
      {"k": np.zeros((2, 0, 6, 8), np.float32), "v": np.zeros((2, 3, 6, 8), np.float32)}, "cannot share 0 key"),
 ])

@@ -367,8 +367,12 @@ def range_op(ctx: NodeContext) -> list[Value]:
     start, limit, delta = (data.reshape(-1)[0] for data in operands)
     if delta == 0:
         raise ctx.error("delta must not be 0")
-    count = max(int(math.ceil((float(limit) - float(start)) / float(delta))), 0)
+    length = (float(limit) - float(start)) / float(delta)
+    if not math.isfinite(length):
+        raise ctx.error(f"start {start}, limit {limit} and delta {delta} give no finite length")
+    count = max(int(math.ceil(length)), 0)
     dtype = np.asarray(start).dtype
+    ctx.importer.budget.check_elements(count, dtype.itemsize, ctx.where, "Range output")  # before arange allocates
     values = np.arange(count, dtype=np.float64 if dtype.kind == "f" else np.int64) * delta + start
     return [ctx.constant(values.astype(dtype))]
 
