@@ -210,7 +210,7 @@ def resize_op(ctx: NodeContext) -> list[Value]:
                 raise ctx.error(f"sizes {[int(v) for v in size_data]} cannot resize input {x.shape}: a size is "
                                 "negative or asks for data from an empty axis")
             sizes[axis] = int(size)
-            scales[axis] = size / x.shape[axis]
+            scales[axis] = size / x.shape[axis] if x.shape[axis] else 1.0  # an empty axis stays empty
         policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
         if policy in ("not_larger", "not_smaller"):
             pick = min if policy == "not_larger" else max
@@ -218,7 +218,6 @@ def resize_op(ctx: NodeContext) -> list[Value]:
             for axis in axes:
                 scales[axis] = common
                 sizes[axis] = int(common * x.shape[axis] + 0.5)
-
     return [resize(ctx, x, mode, sizes, scales, rois, float(ctx.attr("extrapolation_value", 0.0)))]
 
 
