@@ -89,6 +89,17 @@ def llvm_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", text)[:48]
 
 
+def is_reassociable(s: Assign) -> bool:
+    """Whether ``s`` is a float accumulation ``acc = acc + x`` (or ``*``), which the emitter lets LLVM reorder.
+
+    Such sums are the only results whose rounding may differ between CPUs
+    (the vectorizer's order depends on the vector width).
+    """
+    v = s.value
+    return (isinstance(v, Binary) and v.op in ("add", "mul") and v.dtype.is_float
+            and LocalRef(s.name, v.dtype) in (v.a, v.b))
+
+
 def memory_type(dtype: DType) -> ir.Type:
     """The LLVM type a dtype has in memory."""
     return _MEMORY_TYPES[dtype]
@@ -208,8 +219,8 @@ class KernelEmitter:
         rounding only, as BLAS and every vectorized reduction does.
         """
         v = s.value
-        if (isinstance(v, Binary) and v.op in ("add", "mul") and v.dtype.is_float
-                and LocalRef(s.name, v.dtype) in (v.a, v.b)):
+        if is_reassociable(s):
+            assert isinstance(v, Binary)
             x, y = self.expr(v.a), self.expr(v.b)
             emit = self.builder.fadd if v.op == "add" else self.builder.fmul
             return emit(x, y, flags=("reassoc", "contract"))
