@@ -82,6 +82,7 @@ def report_phase(phase: str) -> None:
 
 
 def _worker_main(connection: Any, log_path: str, memory_limit: int) -> None:
+    """The worker's loop: output to the log, address space capped, then ``(function, args)`` tasks until EOF."""
     global _connection
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
@@ -106,7 +107,10 @@ def error_outcome(exc: BaseException, phase: str, folder: str = "") -> Outcome:
 
     internal = getattr(errors, "InternalError", None)
     message = str(exc).replace(folder, "<dir>") if folder else str(exc)
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}needlec{os.sep}" in f.filename]
+    root = exc
+    while root.__cause__ is not None:  # an InternalError wrapping a converter's exception: where that one came from
+        root = root.__cause__
+    frames = [f for f in traceback.extract_tb(root.__traceback__) if f"{os.sep}needlec{os.sep}" in f.filename]
     where = ""
     if frames:
         frame = frames[-1]
@@ -273,7 +277,8 @@ class Worker:
             self._start()
         log_start = os.path.getsize(self._log)
         self._connection.send((function, args))
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         phase = "start"
         while True:
             remaining = deadline - time.monotonic()
@@ -281,7 +286,7 @@ class Worker:
                 if remaining <= 0 or not self._connection.poll(remaining):
                     self._stop()
                     return _outside_needlec(phase, "timed out") or Outcome(
-                        "hang", f"no result after {self.timeout:g} s", phase)
+                        "hang", f"no result after {limit:g} s", phase)
                 tag, value = self._connection.recv()
             except (EOFError, OSError):
                 return self._died(phase, log_start)

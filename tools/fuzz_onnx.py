@@ -1,15 +1,15 @@
 """Fuzz needlec's ONNX import and compilation with seeded mutants of the ONNX node-test models.
 
-    python tools/fuzz_onnx.py --mutants 10000 --seed 1 --workers 1 --out DIR [--small] [--no-compare]
+    python tools/fuzz_onnx.py --mutants 10000 --seed 1 --workers 1 --out DIR [--small] [--no-compare] [--save-clean]
     python tools/fuzz_onnx.py --seed 1 --index 1234 [--small] [--out DIR]     # rebuild and run one mutant
 
 Prints progress on standard error, then the counts per outcome and per
 mutation kind and each distinct failing signature (outcome, op, message with
 names and numbers masked). With ``--out``, one reproducer folder per distinct
-signature (every outcome except ``matches`` and ``compiled``: model.onnx,
-files beside it, inputs.npz, info.json) plus ``summary.txt``. Exits 1 when any
-mutant crashed, hung, ran out of memory, or failed with an internal or
-multi-line error. The mutator and the isolated runner are
+failing or mismatching signature (clean errors too with ``--save-clean``):
+model.onnx, files beside it, inputs.npz, info.json; plus ``summary.txt``.
+Exits 1 when any mutant crashed, hung, ran out of memory, or failed with an
+internal or multi-line error. The mutator and the isolated runner are
 ``tests/onnx_fuzz.py`` and ``tests/onnx_fuzz_runner.py``.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tests.onnx_fuzz import SMALL_MODULES, load_cases, make_mutant  # noqa: E402
 from tests.onnx_fuzz_runner import (FAILURES, TIMEOUT_S, Summary, run_mutants,  # noqa: E402
                                      save_reproducer)
 
-NOT_SAVED = ("matches", "compiled")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="isolated worker processes (default 1)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help=f"seconds per mutant (default {TIMEOUT_S:g})")
     parser.add_argument("--out", type=pathlib.Path, help="folder for reproducers and summary.txt")
+    parser.add_argument("--save-clean", action="store_true", help="also save one reproducer per clean error")
     parser.add_argument("--small", action="store_true", help="only the small node tests the test suite fuzzes")
     parser.add_argument("--no-compare", action="store_true", help="do not compare with ONNX Runtime")
     return parser.parse_args(argv)
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         new = summary.add(mutant, outcome)
         if args.index is not None:
             print(f"{mutant.label}\n  op {mutant.op}\n  outcome {outcome}")
-        if new and args.out is not None and outcome.kind not in NOT_SAVED:
+        if new and args.out is not None and (outcome.kind in (*FAILURES, "mismatch") or
+                                             args.save_clean and outcome.kind == "clean_error"):
             save_reproducer(mutant, outcome, args.out, regenerate_command(args, mutant.index))
         if new and outcome.kind in FAILURES:
             print(f"new {outcome.kind}: {mutant.label} (phase {outcome.phase}): {outcome.message[:200]!r}",
