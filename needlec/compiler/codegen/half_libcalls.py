@@ -15,32 +15,13 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-I16 = ir.IntType(16)
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-F32 = ir.FloatType()
-F64 = ir.DoubleType()
+from needlec.compiler.codegen.llvm_emit import F32, F64, I16, I32, f32_rounded_to_odd
+
 HALF = ir.HalfType()
 
 
 def _c32(value: int) -> ir.Constant:
     return ir.Constant(I32, value)
-
-
-def f32_rounded_to_odd(b: ir.IRBuilder, d: ir.Value) -> ir.Value:
-    """f64 ``d`` as the f32 nearest to it rounded to odd: truncated toward zero, low bit set when inexact.
-
-    Rounding this to any format of at most 22 significant bits (f16, bf16)
-    gives the correctly rounded value of ``d``: no double rounding.
-    """
-    r = b.fptrunc(d, F32)
-    back = b.fpext(r, F64)
-    fabs = b.module.declare_intrinsic("llvm.fabs", [F64])
-    away = b.fcmp_ordered(">", b.call(fabs, [back]), b.call(fabs, [d]))  # RNE went away from zero
-    bits = b.bitcast(r, I32)
-    bits = b.select(away, b.sub(bits, _c32(1)), bits)
-    inexact = b.fcmp_ordered("!=", back, d)  # false for NaN
-    return b.bitcast(b.select(inexact, b.or_(bits, _c32(1)), bits), F32)
 
 
 def _f32_to_half_bits(b: ir.IRBuilder, x: ir.Value) -> ir.Value:

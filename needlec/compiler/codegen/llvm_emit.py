@@ -35,7 +35,6 @@ from typing import Callable
 import llvmlite.ir as ir
 import numpy as np
 
-from needlec.compiler.codegen.half_libcalls import f32_rounded_to_odd
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
 from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
                                        LocalRef, Loop, Select, Stmt, Store, Unary, Var)
@@ -87,6 +86,22 @@ def llvm_name(text: str) -> str:
     collisions. Callers keep names unique with a prefix of their own.
     """
     return re.sub(r"[^A-Za-z0-9_.]", "_", text)[:48]
+
+
+def f32_rounded_to_odd(b: ir.IRBuilder, d: ir.Value) -> ir.Value:
+    """f64 ``d`` as the f32 nearest to it rounded to odd: truncated toward zero, low bit set when inexact.
+
+    Rounding this to any format of at most 22 significant bits (f16, bf16)
+    gives the correctly rounded value of ``d``: no double rounding.
+    """
+    r = b.fptrunc(d, F32)
+    back = b.fpext(r, F64)
+    fabs = b.module.declare_intrinsic("llvm.fabs", [F64])
+    away = b.fcmp_ordered(">", b.call(fabs, [back]), b.call(fabs, [d]))  # RNE went away from zero
+    bits = b.bitcast(r, I32)
+    bits = b.select(away, b.sub(bits, ir.Constant(I32, 1)), bits)
+    inexact = b.fcmp_ordered("!=", back, d)  # false for NaN
+    return b.bitcast(b.select(inexact, b.or_(bits, ir.Constant(I32, 1)), bits), F32)
 
 
 def is_reassociable(s: Assign) -> bool:
