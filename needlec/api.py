@@ -112,18 +112,21 @@ def _is_onnx_model(model: Any) -> bool:
 
 
 def to_graph(model: Any, example_inputs: Sequence[Any] | None = None,
-             input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
-    """A graph from a ``Graph``, an ONNX model or model file, or a traceable callable/Module plus example inputs."""
+             input_shapes: Mapping[str, Sequence[int]] | None = None, size_budget: int | None = None) -> Graph:
+    """A graph from a ``Graph``, an ONNX model or model file, or a traceable callable/Module plus example inputs.
+
+    ``size_budget`` caps the elements of any one tensor of an ONNX model (``frontend/onnx/budget.py``).
+    """
     if isinstance(model, (str, os.PathLike)):
         from needlec.models import load_model_file
 
         _refuse_example_inputs(model, example_inputs)
-        return load_model_file(os.fspath(model), input_shapes)
+        return load_model_file(os.fspath(model), input_shapes, size_budget)
     if _is_onnx_model(model) or isinstance(model, (bytes, bytearray)):
         from needlec.frontend.onnx import from_onnx
 
         _refuse_example_inputs(model, example_inputs)
-        return from_onnx(model, input_shapes)
+        return from_onnx(model, input_shapes, size_budget)
     if input_shapes is not None:
         raise NeedlecError(f"input_shapes apply to ONNX models only, not to a {type(model).__name__}")
     if isinstance(model, Graph):
@@ -155,14 +158,15 @@ def run_pipeline(graph: Graph, progress: Progress, **options: Any) -> PipelineRe
 
 def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu", *, cpu: str = "host",
             input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool | None = None,
-            **options: Any) -> Compiled:
+            size_budget: int | None = None, **options: Any) -> Compiled:
     """Compile ``model`` for ``target``; ``options`` are ``PipelineOptions`` fields.
 
     ``cpu`` names the CPU the code is for (``compiler/codegen/target.py``):
     ``host`` (default), a baseline such as ``x86-64-v2`` / ``x86-64-v3`` /
     ``x86-64-v4`` for portable artifacts, or a CPU name such as ``skylake``.
 
-    ``input_shapes`` maps ONNX input names to static shapes; ``progress``
+    ``input_shapes`` maps ONNX input names to static shapes; ``size_budget`` caps the elements of any one
+    tensor of an ONNX model (default 2**31; unrolled loop steps: a 2048th of it); ``progress``
     reports each stage on standard error: ``True`` always, ``False`` never,
     ``None`` (default) once the compilation has taken more than a couple of seconds.
     """
@@ -171,7 +175,7 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str
     cpu_target = CpuTarget.named(cpu)
     reporter = Progress.from_flag(progress)
     with reporter.stage("trace" if callable(model) and not isinstance(model, Graph) else "import"):
-        graph = to_graph(model, example_inputs, input_shapes)
+        graph = to_graph(model, example_inputs, input_shapes, size_budget)
     result = run_pipeline(graph, reporter, **options)
     return Compiled(result, cpu_target, reporter)
 

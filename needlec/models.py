@@ -21,8 +21,10 @@ from needlec.frontend.nn import GraphModule, Module
 MODEL_SUFFIXES = (".onnx", ".py", ".nir")
 
 
-def load_model_file(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
-    """The graph a model file describes (imported, traced or parsed); ``input_shapes`` is for ONNX files."""
+def load_model_file(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                    size_budget: int | None = None) -> Graph:
+    """The graph a model file describes (imported, traced or parsed); ``input_shapes`` and ``size_budget``
+    (the most elements of one tensor, ``frontend/onnx/budget.py``) are for ONNX files."""
     if not os.path.exists(path):
         raise NeedlecError(f"model file {path} does not exist")
     if os.path.isdir(path):
@@ -31,7 +33,7 @@ def load_model_file(path: str, input_shapes: Mapping[str, Sequence[int]] | None 
     if suffix == ".onnx":
         from needlec.frontend.onnx import from_onnx
 
-        graph = from_onnx(path, input_shapes)
+        graph = from_onnx(path, input_shapes, size_budget)
         graph.name = os.path.splitext(os.path.basename(path))[0]  # like Python model files: named by the file
         return graph
     if input_shapes:
@@ -70,8 +72,8 @@ def _trace_python_model(path: str) -> Graph:
     return graph
 
 
-def load_trainable_model(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None
-                         ) -> tuple[Module, tuple[np.ndarray, ...]]:
+def load_trainable_model(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                         size_budget: int | None = None) -> tuple[Module, tuple[np.ndarray, ...]]:
     """A Module and example inputs for training: a Python file's Module, or any other model as a GraphModule.
 
     A GraphModule trains the model's float weight constants; its example
@@ -83,5 +85,5 @@ def load_trainable_model(path: str, input_shapes: Mapping[str, Sequence[int]] | 
             raise NeedlecError(f"model file {path}: training needs `model` to be an nn.Module, "
                                f"found {type(model).__name__}")
         return model, example_inputs
-    graph = load_model_file(path, input_shapes)
+    graph = load_model_file(path, input_shapes, size_budget)
     return GraphModule(graph), tuple(np.zeros(v.shape, v.dtype.np) for v in graph.inputs)

@@ -293,7 +293,7 @@ def _check_declared_type(info: onnx.ValueInfoProto, value: Value) -> None:
     if declared.elem_type and onnx_dtype(declared.elem_type, where) != value.dtype:
         raise OnnxImportError(f"{where}: the model declares element type "
                               f"{onnx.TensorProto.DataType.Name(declared.elem_type)}, needlec computes "
-                              f"{value.dtype} (the model is inconsistent)")
+                              f"{value.dtype.value} (the model is inconsistent)")
     if not declared.HasField("shape"):
         return
     dims = [d.dim_value if d.HasField("dim_value") else None for d in declared.shape.dim]

@@ -21,7 +21,7 @@ from onnx.external_data_helper import uses_external_data
 
 from needlec.frontend.onnx.budget import SizeBudget
 from needlec.frontend.onnx.context import OnnxImportError
-from needlec.frontend.onnx.validation import check_structure, check_with_onnx
+from needlec.frontend.onnx.validation import check_structure, check_with_onnx, subgraphs
 
 MIN_OPSET = 7
 PACKED_TYPES = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.FLOAT4E2M1})
@@ -52,8 +52,30 @@ def load_model(source: Any, size_budget: "int | SizeBudget | None" = None) -> on
     default_opset(model)  # refuses a model that does not say which opset it uses
     check_structure(model, budget)
     _load_external_data(model, base_dir, budget)
-    check_with_onnx(model, path, budget)
+    try:
+        check_with_onnx(model, path, budget)
+    except OnnxImportError as invalid:
+        _raise_converter_error(_upgrade(model), budget)
+        raise invalid
     return _upgrade(model)
+
+
+def _raise_converter_error(model: onnx.ModelProto, budget: SizeBudget) -> None:
+    """Raise the error needlec's converters give for ``model`` (which onnx's checks refused) when it names a node:
+    it says which node, op and opset, where onnx's message often does not. Otherwise return."""
+    from needlec.errors import NeedlecError
+    from needlec.frontend.onnx.context import DynamicValueError
+    from needlec.frontend.onnx.importer import Importer  # the importer imports this module
+
+    try:
+        Importer(model, size_budget=budget).run()
+    except DynamicValueError:
+        return
+    except OnnxImportError as exc:
+        if str(exc).startswith("node "):
+            raise exc from None
+    except NeedlecError:  # an internal error in a converter: onnx's message is the better one
+        return
 
 
 def _parse(data: bytes, where: str) -> onnx.ModelProto:
@@ -174,8 +196,15 @@ def default_opset(model: onnx.ModelProto) -> int:
             return entry.version
     if model.ir_version < 3 and not model.opset_import:  # before IR 3 opsets were not recorded: opset 1
         return 1
+    if not _uses_default_domain(model.graph):  # e.g. only ai.onnx.preview.training ops: no default ops to version
+        return MIN_OPSET
     raise OnnxImportError("the model imports no opset of the default domain ('' or 'ai.onnx'), so which version "
                           "of each op it means is unknown; add an opset_import entry")
+
+
+def _uses_default_domain(graph: onnx.GraphProto) -> bool:
+    return any(node.domain in ("", "ai.onnx") or any(_uses_default_domain(sub) for sub in subgraphs(node))
+               for node in graph.node)
 
 
 def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -22,6 +22,9 @@ from needlec.frontend.onnx.context import OnnxImportError
 # onnx's own function bodies for these ops fail its strict inference (MVN's body uses a Constant that its
 # schema check rejects), yet ONNX Runtime runs them: models using them get the non-strict checks
 BROKEN_FUNCTION_BODIES = frozenset({"MeanVarianceNormalization"})
+# needlec computes some ops in more element types than their schemas list (bf16 and f16 activations, in f32
+# and rounded once): such a type-constraint refusal falls back to the non-strict checks
+UNSUPPORTED_TYPE = "has unsupported type"
 PROTOBUF_LIMIT = 2 ** 31 - 1  # onnx's Python checker and inference serialize the model: 2 GiB at most
 
 
@@ -100,15 +103,16 @@ def _typeless(infos: Sequence[onnx.ValueInfoProto]) -> list[onnx.ValueInfoProto]
     return [info for info in infos if not info.HasField("type")]
 
 
-def checkable(model: onnx.ModelProto) -> onnx.ModelProto:
+def checkable(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
     """``model`` as onnx's checker wants it, copied only when it must change. ONNX Runtime sorts graphs and
     infers the types of graph outputs declared without one (``onnx.backend``'s ``run_node`` declares them so);
     onnx's checker insists on both, so it sees a sorted copy whose typeless outputs have the inferred types."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     changed = _sort_in_place(copy.graph, set(), "graph")
-    if _typeless(copy.graph.output):
-        inferred = {info.name: info for info in shape_inference.infer_shapes(copy).graph.output}
+    if _typeless(copy.graph.output):  # strict, so a type that cannot be inferred is refused with the reason
+        inferred = {info.name: info for info in _run("onnx shape inference", lambda: shape_inference.infer_shapes(
+            copy, strict_mode=strict).graph.output)}
         for info in _typeless(copy.graph.output):
             if info.name in inferred and inferred[info.name].HasField("type"):
                 info.type.CopyFrom(inferred[info.name].type)
@@ -200,10 +204,22 @@ def check_structure(model: onnx.ModelProto, budget: SizeBudget) -> None:
                 for tensor in ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors):
                     _check_tensor(tensor, f"node {node.name or node.op_type!r} ({node.op_type}) attribute "
                                           f"{attribute.name!r} tensor", budget)
+            if node.op_type == "Einsum" and node.domain in ("", "ai.onnx"):
+                _check_einsum(node)
             for sub in subgraphs(node):
                 visit(sub, f"{where} subgraph {sub.name!r}")
 
     visit(model.graph, "graph")
+
+
+def _check_einsum(node: onnx.NodeProto) -> None:
+    """OnnxImportError for an Einsum equation with a '.' outside '...': onnx's shape inference never returns
+    on one (an endless loop in its parser), so it must be refused before onnx sees it."""
+    for attribute in node.attribute:
+        if attribute.name == "equation" and b"." in attribute.s.replace(b"...", b""):
+            raise OnnxImportError(f"node {node.name or node.op_type!r} (Einsum): equation "
+                                  f"{attribute.s.decode(errors='replace')!r} has a '.' outside an ellipsis '...'; "
+                                  "equations use letters, ',', '->' and '...'")
 
 
 # -- onnx's checker and shape inference ----------------------------------------------------------------
@@ -223,17 +239,29 @@ def check_with_onnx(model: onnx.ModelProto, path: str | None, budget: SizeBudget
 
     A model over protobuf's 2 GiB limit is checked by ``path`` (onnx reads it and its external data itself).
     """
+    if any(e.domain in ("", "ai.onnx") and e.version > onnx.defs.onnx_opset_version() for e in model.opset_import):
+        return  # onnx cannot check ops newer than it knows; needlec's own checks and converters still apply
     strict = not _uses_broken_function(model.graph)
     if model.ByteSize() > PROTOBUF_LIMIT:
         if path is not None:
             _run("onnx checker", lambda: checker.check_model(path, full_check=strict))
         return
-    model = checkable(model)
-    _run("onnx checker", lambda: checker.check_model(model, full_check=strict))
-    inferred = _run("onnx shape inference", lambda: shape_inference.infer_shapes(
-        model, check_type=True, strict_mode=strict, data_prop=True))
+    try:
+        inferred = _check_proto(model, strict)
+    except OnnxImportError as exc:
+        if not strict or UNSUPPORTED_TYPE not in str(exc):
+            raise
+        inferred = _check_proto(model, False)  # a type outside the op's schema: needlec's converter decides
     for info in [*inferred.graph.value_info, *inferred.graph.output]:
         _check_value_info(info, "value (as onnx's shape inference infers it)", budget)
+
+
+def _check_proto(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
+    """The checker, then shape inference (strict or not) on ``model``; the inferred model."""
+    model = checkable(model, strict)
+    _run("onnx checker", lambda: checker.check_model(model, full_check=strict))
+    return _run("onnx shape inference", lambda: shape_inference.infer_shapes(
+        model, check_type=strict, strict_mode=strict, data_prop=True))
 
 
 def _run(what: str, check: Callable[[], Any]) -> Any:
