@@ -29,8 +29,33 @@ TIMEOUT_S = 30.0
 RAW_EXCEPTIONS = ("TypeError:", "IndexError:", "KeyError:", "ValueError:", "ZeroDivisionError:", "OverflowError:",
                   "AttributeError:", "RecursionError:", "MemoryError:")
 
+MISMATCH = "values differ from ONNX Runtime (numeric class S117-S155, fixed in the converters)"
 # folder -> (stage, reason): "import" fails at import (both tests), "compile" only when compiled, run and compared
-OPEN: dict[str, tuple[str, str]] = {}
+OPEN: dict[str, tuple[str, str]] = {
+    "S117_mismatch_value_DFT": ("compile", f"DFT: {MISMATCH}"),
+    "S118_mismatch_value_MaxPool": ("compile", f"MaxPool: {MISMATCH}"),
+    "S119_mismatch_value_LSTM": ("compile", f"LSTM: {MISMATCH}"),
+    "S120_mismatch_value_Hardmax": ("compile", f"Hardmax: {MISMATCH}"),
+    "S121_mismatch_value_DFT": ("compile", f"DFT: {MISMATCH}"),
+    "S122_mismatch_value_GridSample": ("compile", f"GridSample: {MISMATCH}"),
+    "S123_mismatch_value_DFT": ("compile", f"DFT: {MISMATCH}"),
+    "S124_mismatch_value_DFT": ("compile", f"DFT: {MISMATCH}"),
+    "S125_mismatch_value_MaxPool": ("compile", f"MaxPool: {MISMATCH}"),
+    "S127_mismatch_value_ArgMax": ("compile", f"ArgMax: {MISMATCH}"),
+    "S129_mismatch_value__": ("compile", f"a non-op mutation: {MISMATCH}"),
+    "S130_mismatch_value_LRN": ("compile", f"LRN: {MISMATCH}"),
+    "S131_mismatch_value_InstanceNormalization": ("compile", f"InstanceNormalization: {MISMATCH}"),
+    "S132_mismatch_value__": ("compile", f"a non-op mutation: {MISMATCH}"),
+    "S134_mismatch_value_LRN": ("compile", f"LRN: {MISMATCH}"),
+    "S135_mismatch_value_ConvTranspose": ("compile", f"ConvTranspose: {MISMATCH}"),
+    "S136_mismatch_value_Attention": ("compile", f"Attention: {MISMATCH}"),
+    "S141_mismatch_value_Conv": ("compile", f"Conv: {MISMATCH}"),
+    "S142_mismatch_value_DFT": ("compile", f"DFT: {MISMATCH}"),
+    "S143_mismatch_value_ReduceLogSumExp": ("compile", f"ReduceLogSumExp: {MISMATCH}"),
+    "S144_mismatch_value__": ("compile", f"a non-op mutation: {MISMATCH}"),
+    "S147_mismatch_value_ConvTranspose": ("compile", f"ConvTranspose: {MISMATCH}"),
+    "S148_mismatch_value__": ("compile", f"a non-op mutation: {MISMATCH}"),
+}
 
 
 def mutant(folder: str) -> Mutant:
@@ -41,7 +66,7 @@ def mutant(folder: str) -> Mutant:
     inputs = {}
     if (directory / INPUTS_FILE).exists():
         with open(directory / INPUTS_FILE, "rb") as f:
-            inputs = dict(pickle.load(f)["inputs"])
+            inputs = dict(pickle.load(f).get("inputs", []))  # runs the fuzzer skipped record no inputs
     return Mutant(folder, "", "reproducer", folder, 0, 0, (directory / "model.onnx").read_bytes(), files, inputs)
 
 

@@ -72,7 +72,7 @@ def _raise_converter_error(model: onnx.ModelProto, budget: SizeBudget) -> None:
     except DynamicValueError:
         return
     except OnnxImportError as exc:
-        if str(exc).startswith("node "):
+        if str(exc).startswith("node ") and len(str(exc).splitlines()) == 1:
             raise exc from None
     except NeedlecError:  # an internal error in a converter: onnx's message is the better one
         return
