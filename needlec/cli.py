@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from needlec.errors import NeedlecError
+from needlec.errors import InternalError, NeedlecError
 
 if TYPE_CHECKING:
     from needlec.compiler.codegen.target import CpuTarget
@@ -48,6 +48,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                                  "or an IR text file (.nir)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                    help="static shape of an ONNX input with dynamic dimensions, e.g. x=1x3x224x224 (repeatable)")
+    p.add_argument("--size-budget", type=int, metavar="ELEMENTS",
+                   help="most elements any one tensor of an ONNX model may have (default 2**31); unrolled loop "
+                        "steps are capped at ELEMENTS / 2048")
     p.add_argument("--cpu", default="host", metavar="NAME",
                    help="CPU to generate code for: host (default), a baseline x86-64, x86-64-v2, x86-64-v3, "
                         "x86-64-v4 (portable artifacts), or a CPU name such as skylake")
@@ -75,7 +78,7 @@ def _load_model(args: argparse.Namespace, progress: Progress) -> Graph:
 
     shapes = _input_shapes(args.input_shape)
     with progress.stage(f"import {os.path.basename(args.model)}"):
-        return load_model_file(args.model, shapes)
+        return load_model_file(args.model, shapes, args.size_budget)
 
 
 def _cpu(args: argparse.Namespace) -> CpuTarget:
@@ -107,7 +110,7 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
     from needlec.models import load_trainable_model
     from needlec.training import compile_training_step
 
-    model, inputs = load_trainable_model(args.model, _input_shapes(args.input_shape))
+    model, inputs = load_trainable_model(args.model, _input_shapes(args.input_shape), args.size_budget)
     output = needlec.trace(model, *inputs).outputs
     if len(output) != 1 or not output[0].dtype.is_float:
         raise NeedlecError(f"--train needs a model with one float output, found {len(output)} output(s)")
@@ -317,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+    except InternalError as exc:  # a bug caught where it happened: its message asks for a report
+        if args.debug:
+            traceback.print_exc()
+        print(f"needlec: {exc} (rerun with --debug)", file=sys.stderr)
+        return 2
     except NeedlecError as exc:
         if args.debug:
             traceback.print_exc()
@@ -325,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug in needlec: still one line unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"needlec: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        message = " ".join(str(exc).split())
+        print(f"needlec: internal error, please report: {type(exc).__name__}: {message} (rerun with --debug)",
+              file=sys.stderr)
         return 2
     return 0
 
