@@ -155,12 +155,11 @@ BAD_MODELS: list[tuple[str, Callable[[Path], Path], str]] = [
     ("cycle", _cycle, "graph: the graph has a cycle through node(s) 'loop_add', 'loop_relu'"),
     ("dangling name", _dangling, "node 'add_ghost' (Add) reads 'nowhere', which no node, input or initializer "
                                  "defines (dangling name)"),
-    ("unknown op", _unknown_op, "invalid model (onnx checker): No Op registered for Frobnicate with "
-                                "domain_version of 17"),
+    ("unknown op", _unknown_op, "node 'frob' (Frobnicate, opset 17): unsupported op Frobnicate in domain ai.onnx "
+                                "(opset 17)"),
     ("unknown domain", _unknown_domain, "node 'custom_foo' (Foo, opset 3): unsupported op Foo in domain "
                                         "com.example (opset 3)"),
-    ("domain not imported", _unimported_domain, "invalid model (onnx checker): No opset import for domain "
-                                                "'com.example'"),
+    ("domain not imported", _unimported_domain, "unsupported op Foo in domain com.example (opset not imported)"),
     ("external data ..", _external_dotdot, "tensor 'b': external data location '../outside.bin' leaves the "
                                            "model's folder"),
     ("external data absolute", _external_absolute, "is an absolute path; only files inside the model's folder"),
