@@ -46,6 +46,7 @@ OPEN: dict[str, tuple[str, str]] = {
     "S130_mismatch_value_LRN": ("compile", f"LRN: {MISMATCH}"),
     "S131_mismatch_value_InstanceNormalization": ("compile", f"InstanceNormalization: {MISMATCH}"),
     "S132_mismatch_value__": ("compile", f"a non-op mutation: {MISMATCH}"),
+    "S133_mismatch_value_DFT": ("compile", f"DFT: {MISMATCH}"),
     "S134_mismatch_value_LRN": ("compile", f"LRN: {MISMATCH}"),
     "S135_mismatch_value_ConvTranspose": ("compile", f"ConvTranspose: {MISMATCH}"),
     "S136_mismatch_value_Attention": ("compile", f"Attention: {MISMATCH}"),

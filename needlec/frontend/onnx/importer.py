@@ -259,7 +259,7 @@ class Importer:
         if not tensor_type.HasField("shape"):
             if given is None:
                 raise OnnxImportError(f"{where} has no declared shape; give it with input_shapes "
-                                      f"(CLI: --input-shape {name}=2x3)")
+                                      f"(CLI: --input-shape {_escaped(name)}=2x3)")
             check_dims([int(s) for s in given], tensor_type.elem_type, self.budget, f"{where}: input_shapes")
             return TensorType(tuple(int(s) for s in given), dtype)
         dims = tensor_type.shape.dim
@@ -278,10 +278,15 @@ class Importer:
             if not dim.HasField("dim_value"):
                 label = dim.dim_param or "?"
                 raise OnnxImportError(f"{where} has a dynamic dimension {label!r} (axis {axis}); fix it with "
-                                      f"input_shapes={{'{name}': (...)}} (CLI: --input-shape "
-                                      f"{name}=1x3x224x224)")
+                                      f"input_shapes={{'{_escaped(name)}': (...)}} (CLI: --input-shape "
+                                      f"{_escaped(name)}=1x3x224x224)")
             shape.append(dim.dim_value)
         return TensorType(tuple(shape), dtype)
+
+
+def _escaped(name: str) -> str:
+    """``name`` with control characters escaped, so a message quoting it stays on one line."""
+    return name.encode("unicode_escape").decode("ascii")
 
 
 def _check_declared_type(info: onnx.ValueInfoProto, value: Value) -> None:

@@ -22,9 +22,10 @@ from needlec.frontend.onnx.context import OnnxImportError
 # onnx's own function bodies for these ops fail its strict inference (MVN's body uses a Constant that its
 # schema check rejects), yet ONNX Runtime runs them: models using them get the non-strict checks
 BROKEN_FUNCTION_BODIES = frozenset({"MeanVarianceNormalization"})
-# needlec computes some ops in more element types than their schemas list (bf16 and f16 activations, in f32
-# and rounded once): such a type-constraint refusal falls back to the non-strict checks
-UNSUPPORTED_TYPE = "has unsupported type"
+# refusals of what needlec (and ONNX Runtime) compute anyway fall back to the non-strict checks: element types
+# outside an op's schema (bf16 and f16 activations, computed in f32 and rounded once) and Einsum ellipses that
+# broadcast over different ranks
+RELAXED = ("has unsupported type", "Ellipsis for input")
 PROTOBUF_LIMIT = 2 ** 31 - 1  # onnx's Python checker and inference serialize the model: 2 GiB at most
 
 
@@ -100,7 +101,7 @@ def _sort_in_place(graph: onnx.GraphProto, outer: set[str], where: str) -> bool:
 
 
 def _typeless(infos: Sequence[onnx.ValueInfoProto]) -> list[onnx.ValueInfoProto]:
-    return [info for info in infos if not info.HasField("type")]
+    return [info for info in infos if info.type.WhichOneof("value") is None]
 
 
 def checkable(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
@@ -249,7 +250,7 @@ def check_with_onnx(model: onnx.ModelProto, path: str | None, budget: SizeBudget
     try:
         inferred = _check_proto(model, strict)
     except OnnxImportError as exc:
-        if not strict or UNSUPPORTED_TYPE not in str(exc):
+        if not strict or not any(marker in str(exc) for marker in RELAXED):
             raise
         inferred = _check_proto(model, False)  # a type outside the op's schema: needlec's converter decides
     for info in [*inferred.graph.value_info, *inferred.graph.output]:
@@ -259,9 +260,17 @@ def check_with_onnx(model: onnx.ModelProto, path: str | None, budget: SizeBudget
 def _check_proto(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
     """The checker, then shape inference (strict or not) on ``model``; the inferred model."""
     model = checkable(model, strict)
-    _run("onnx checker", lambda: checker.check_model(model, full_check=strict))
+    if not _unknown_types(model.graph):  # the checker insists on them; ONNX Runtime infers them
+        _run("onnx checker", lambda: checker.check_model(model, full_check=strict))
     return _run("onnx shape inference", lambda: shape_inference.infer_shapes(
         model, check_type=strict, strict_mode=strict, data_prop=True))
+
+
+def _unknown_types(graph: onnx.GraphProto) -> bool:
+    """Whether a graph input or output has no type, or a tensor type without a shape (an unknown rank)."""
+    return any(info.type.WhichOneof("value") is None or (info.type.WhichOneof("value") == "tensor_type"
+                                             and not info.type.tensor_type.HasField("shape"))
+               for info in [*graph.input, *graph.output])
 
 
 def _run(what: str, check: Callable[[], Any]) -> Any:
