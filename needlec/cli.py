@@ -234,6 +234,8 @@ def _run_cmd(args: argparse.Namespace) -> None:
     if args.model.endswith(".so"):
         if args.input_shape:
             raise NeedlecError("--input-shape applies to model files; a compiled library has fixed shapes")
+        if args.cpu != "host":
+            raise NeedlecError("--cpu applies to model files; a compiled library runs the code it was built with")
         runner = needlec.load(args.model)
     else:
         progress = _progress(args, "auto")

@@ -43,6 +43,26 @@ def test_a_model_without_a_default_opset_import_is_refused() -> None:
     assert "imports no opset of the default domain ('' or 'ai.onnx')" in import_error(model)
 
 
+@pytest.mark.parametrize("opset", [0, onnx.defs.onnx_opset_version() + 1, 2 ** 63 - 1])
+def test_an_opset_this_onnx_does_not_know_is_refused(opset: int) -> None:
+    model = relu([2])
+    model.opset_import[0].version = opset
+    assert f"imports opset {opset} of the default domain; this installation knows opsets 1 to" in import_error(model)
+
+
+def test_an_axis_past_the_int32_range_is_refused_before_onnx_sees_it() -> None:
+    """onnx's shape inference truncates the axis to 32 bits and crashes the process on it."""
+    node = helper.make_node("LayerNormalization", ["x"], ["y"], name="ln", axis=2 ** 31)
+    assert "attribute 'axis' is 2147483648, out of range for any tensor's rank" in import_error(
+        one_input_model(node, [2, 3], [2, 3]))
+
+
+def test_an_external_data_location_with_a_nul_byte_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OnnxImportError) as error:
+        from_onnx(str(external_bias(tmp_path, "w\0.bin")))
+    assert "external data location 'w\\x00.bin' contains a NUL byte" in str(error.value)
+
+
 @pytest.mark.parametrize("dims, message", [
     ([2, -3], "graph input 'x': dimension 1 is -3; dimensions must be >= 0"),
     ([2, 2 ** 62], "graph input 'x': a tensor of shape [2, 4611686018427387904] would need 9223372036854775808 "

@@ -146,8 +146,9 @@ TYPE_NAMES = {t: AttributeProto.AttributeType.Name(t) for t in AttributeProto.At
 
 
 def _schema(op_type: str, opset: int, domain: str) -> OpSchema | None:
+    """The schema of ``op_type`` in force at ``opset`` (an opset past onnx's newest reads as the newest)."""
     try:
-        return onnx.defs.get_schema(op_type, opset, domain)
+        return onnx.defs.get_schema(op_type, min(opset, 2 ** 31 - 1), domain)  # onnx takes a 32-bit version
     except onnx.defs.SchemaError:
         return None
 

@@ -122,6 +122,8 @@ def _tensors_with_external_data(model: onnx.ModelProto) -> list[onnx.TensorProto
 
 def safe_external_path(base_dir: str, location: str, tensor: str) -> str:
     """The file ``location`` names, checked to lie inside ``base_dir``; OnnxImportError otherwise."""
+    if "\0" in location:  # why: no file name holds a NUL byte (the OS would refuse it with ValueError)
+        raise OnnxImportError(f"tensor {tensor!r}: external data location {location!r} contains a NUL byte")
     if os.path.isabs(location) or location.startswith(("/", "\\")):
         raise OnnxImportError(f"tensor {tensor!r}: external data location {location!r} is an absolute path; "
                               "only files inside the model's folder are read")
@@ -193,6 +195,10 @@ def default_opset(model: onnx.ModelProto) -> int:
     """The model's opset of the default (ai.onnx) domain; OnnxImportError when it imports none."""
     for entry in model.opset_import:
         if entry.domain in ("", "ai.onnx"):
+            newest = onnx.defs.onnx_opset_version()
+            if not 1 <= entry.version <= newest:  # why: what an op means in an unknown opset is unknown (as ORT)
+                raise OnnxImportError(f"the model imports opset {entry.version} of the default domain; this "
+                                      f"installation knows opsets 1 to {newest}")
             return entry.version
     if model.ir_version < 3 and not model.opset_import:  # before IR 3 opsets were not recorded: opset 1
         return 1
