@@ -328,9 +328,10 @@ def loop_model(trip: np.ndarray | None, trip_as_input: bool = False,
                   helper.make_node("Mul", ["s_out", "two"], ["doubled"])]
         outputs.append(("doubled", F32, [size]))
     else:
-        nodes.append(helper.make_node("Less", ["s_out", "limit"], ["c_out"]))
+        nodes += [helper.make_node("Less", ["s_out", "limit"], ["c_vec"]),  # shape [1]: the condition is a scalar
+                  helper.make_node("Reshape", ["c_vec", "scalar"], ["c_out"])]
     loop_body = body(nodes, [("i", TensorProto.INT64, []), ("c_in", TensorProto.BOOL, []), ("s_in", F32, [size])],
-                     outputs, consts={"two": np.float32(2)})
+                     outputs, consts={"two": np.float32(2), "scalar": np.zeros(0, np.int64)})
     feeds = {"s0": rand(size), "step": rand(size)}
     consts = {"cond": np.array(True)}
     if limit is not None:
