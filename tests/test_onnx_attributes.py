@@ -92,6 +92,8 @@ CASES: list[tuple[onnx.NodeProto, int, int | None, str]] = [
     (node("GridSample", 2, padding_mode="wrap"), 22, 4, "attribute 'padding_mode' is wrap, expected one of zeros"),
     (node("LSTM", 3, direction="both"), 22, 3, "attribute 'direction' is both, expected one of forward"),
     (node("ScatterND", 3, reduction="avg"), 18, 2, "attribute 'reduction' is avg, expected one of none, add"),
+    (node("Cast", 1, to=1, round_mode="NOTSET"), 25, 2, "attribute 'round_mode' is NOTSET, expected one of up, down"),
+    (node("Resize", 2, exclude_outside=-1), 19, 4, "attribute 'exclude_outside' is -1"),
 ]
 
 

@@ -98,7 +98,7 @@ VALUE_RULES: tuple[ValueRule, ...] = (
         "keepdims", "noop_with_empty_axes", "select_last_index", "transA", "transB", "ceil_mode", "count_include_pad",
         "storage_order", "upper", "exclusive", "reverse", "largest", "sorted", "center_point_box", "align_corners",
         "layout", "input_forget", "linear_before_reset", "onesided", "inverse", "is_causal", "training_mode",
-        "detect_negative", "detect_positive", "new_axis", "allowzero", "fmod", "saturate")),
+        "detect_negative", "detect_positive", "new_axis", "allowzero", "fmod", "saturate", "exclude_outside")),
     # sizes and counts: a zero or negative one has no meaning (and divides by zero)
     *(ValueRule(name, positive) for name in (
         "kernel_shape", "strides", "dilations", "blocksize", "group", "hidden_size", "size", "num_groups",
@@ -133,6 +133,7 @@ VALUE_RULES: tuple[ValueRule, ...] = (
     ValueRule("coordinate_transformation_mode", one_of(
         "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
         "tf_crop_and_resize", "tf_half_pixel_for_nn"), ("Resize",)),
+    ValueRule("round_mode", one_of("up", "down", "nearest"), ("Cast", "CastLike")),
     ValueRule("nearest_mode", one_of("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"), ("Resize",)),
     ValueRule("keep_aspect_ratio_policy", one_of("stretch", "not_larger", "not_smaller"), ("Resize",)),
     ValueRule("direction", one_of("forward", "reverse", "bidirectional"), ("RNN", "GRU", "LSTM")),
