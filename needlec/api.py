@@ -23,7 +23,7 @@ from needlec.compiler.loops.ir import Program
 from needlec.compiler.passes import PASSES
 from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
 from needlec.errors import NeedlecError
-from needlec.runtime.cpu_check import missing_features
+from needlec.runtime.cpu_check import check_cpu_features, missing_features
 from needlec.runtime.jit import jit_compile
 from needlec.runtime.library import export_shared, llvm_text, program_signature
 from needlec.runtime.library import load as load_library
@@ -51,8 +51,8 @@ class Compiled:
 
     @property
     def _native(self) -> NativeModel:
-        if self._loaded is None:  # raises, naming the missing features
-            jit_compile(self.program, self.cpu)
+        if self._loaded is None:  # built for features this host lacks: say which
+            check_cpu_features(self.cpu.name, self.cpu.features, "the compiled code")
         assert self._loaded is not None
         return self._loaded
 

@@ -63,10 +63,11 @@ def _build_objects(program: Program, target: CpuTarget, directory: str, stage: S
         with stage(f"weights: {len(externals)} tensors, {megabytes:.1f} MB"):
             objects.append(assemble_data_object(externals, directory))
     with stage("checked entry"):
+        signature = program_signature(program, target)
         with open(os.path.join(directory, HEADER_NAME), "w") as f:
-            f.write(c_header(program_signature(program, target)))
+            f.write(c_header(signature))
         with open(os.path.join(directory, "checked.c"), "w") as f:
-            f.write(checked_entry_c(program_signature(program, target)))
+            f.write(checked_entry_c(signature))
         run_cc([*C_FLAGS, "-c", "checked.c", "-o", "checked.o"], "compiling needlec_run_checked", cwd=directory)
     objects.append(os.path.join(directory, "checked.o"))
     return objects

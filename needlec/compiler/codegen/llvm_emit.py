@@ -70,7 +70,6 @@ _FLOAT_INTRINSIC = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "c
 _EXACT_ON_BF16 = frozenset({"neg", "abs", "floor", "ceil", "round", "max", "min"})
 _NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
 _FCMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-_NARROW_INT_RANGE = {DType.I4: (-8, 7), DType.U4: (0, 15), DType.I2: (-2, 1), DType.U2: (0, 3)}
 
 
 def _type_suffix(ty: ir.Type) -> str:
@@ -427,7 +426,8 @@ class KernelEmitter:
             return self.round_narrow_float(dst, self.convert(x, src, DType.F64))
         if dst in NARROW_INT_DTYPES:
             if src.is_float:  # truncate toward zero, then saturate to the narrow range (NaN gives 0)
-                low, high = _NARROW_INT_RANGE[dst]
+                bits = _NARROW_INT_BITS[dst]
+                low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if dst.is_signed else (0, (1 << bits) - 1)
                 b, wide = self.builder, self.convert(x, src, DType.I32)
                 wide = b.select(b.icmp_signed("<", wide, ir.Constant(I32, low)), ir.Constant(I32, low), wide)
                 wide = b.select(b.icmp_signed(">", wide, ir.Constant(I32, high)), ir.Constant(I32, high), wide)

@@ -45,8 +45,7 @@ CODEGEN_FEATURES = frozenset(_V4) | {
     "gfni", "vaes", "vpclmulqdq", "avxvnni", "avx512ifma", "avx512vbmi", "avx512vbmi2", "avx512vnni",
     "avx512bitalg", "avx512vpopcntdq", "avx512vp2intersect", "avx512fp16", "avx512bf16"}
 # gcc feature macros whose LLVM feature name is not the macro's name lower-cased
-_MACRO_FEATURES = {"SSE4_1": "sse4.1", "SSE4_2": "sse4.2", "LAHF_SAHF": "sahf", "AMX_TILE": "amx-tile",
-                   "AMX_INT8": "amx-int8", "AMX_BF16": "amx-bf16", "AVX512F": "avx512f"}
+_MACRO_FEATURES = {"SSE4_1": "sse4.1", "SSE4_2": "sse4.2", "LAHF_SAHF": "sahf"}
 
 
 @lru_cache(maxsize=1)

@@ -2,10 +2,12 @@
 
 ``cast`` follows NumPy: float -> int truncates, int -> int wraps, anything ->
 bool is ``!= 0``; where NumPy (C) is undefined, an out-of-range float -> int
-cast saturates to the target's range and NaN gives 0 (the narrow integers too). Into bf16 a value goes through f32 first (as ``ml_dtypes``).
-Into the narrow storage formats a float is rounded once to nearest even
-(overflow gives inf, NaN or the largest value, per format) and an integer
-keeps its low bits, as ``ml_dtypes`` does; out of them, values are exact.
+cast saturates to the target's range and NaN gives 0 (the narrow integers too).
+Into bf16 and f16 a value rounds once, from any source (as ``ml_dtypes`` >= 0.7).
+Into the narrow float formats a float is rounded once to nearest even
+(overflow gives inf, NaN or the largest value, per format); into the narrow
+integers an integer keeps its low bits, as ``ml_dtypes`` does; out of them,
+values are exact.
 A float -> float cast passes the gradient through.
 
 ``bitcast`` keeps each element's bits and changes only its dtype, which must
@@ -49,11 +51,12 @@ def saturating_float_to_int(x: np.ndarray, dtype: DType) -> np.ndarray:
     Why: NumPy's out-of-range float -> int cast is C's undefined behaviour
     (INT_MIN on x86); this is the value the generated code computes on every CPU.
     """
-    info = np.iinfo(dtype.np) if dtype not in NARROW_INT_DTYPES else ml_dtypes.iinfo(dtype.np)
+    narrow = dtype in NARROW_INT_DTYPES
+    info = ml_dtypes.iinfo(dtype.np) if narrow else np.iinfo(dtype.np)
     wide = np.trunc(x.astype(np.float64))  # every f16/bf16/f32 value exactly; the bounds are powers of two
     low, high = float(info.min), float(info.max) + 1.0
     inside = (wide >= low) & (wide < high)
-    value = np.where(inside, wide, 0.0).astype(dtype.np if dtype not in NARROW_INT_DTYPES else np.int64)
+    value = np.where(inside, wide, 0.0).astype(np.int64 if narrow else dtype.np)
     bound = np.where(wide >= high, info.max, np.where(wide < low, info.min, 0))
     return np.where(inside, value, bound).astype(dtype.np)
 
