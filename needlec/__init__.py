@@ -11,7 +11,7 @@ from needlec.compiler.ir.types import TensorType
 from needlec.errors import NeedlecError
 from needlec.frontend.trace import trace
 from needlec.frontend.onnx import from_onnx
-from needlec.frontend.autodiff import grad, value_and_grad
+from needlec.autodiff import grad, value_and_grad
 from needlec.frontend import losses
 from needlec import nn, ops  # noqa: E402  (after trace: both build on the frontend)
 from needlec import optim  # noqa: E402  (builds on nn)

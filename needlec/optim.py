@@ -26,7 +26,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.errors import NeedlecError
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.nn import Parameter
 from needlec.frontend.tensor import Tensor
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from needlec.api import Compiled, compile
 from needlec.compiler.ir.graph import Graph, Value
-from needlec.compiler.passes.autodiff import gradients
+from needlec.compiler.passes.gradients import gradients
 from needlec.errors import NeedlecError
 from needlec.frontend.nn import Module, Parameter
 from needlec.frontend.trace import Recording, record

@@ -23,7 +23,7 @@ import needlec
 from needlec import DType, Graph
 from needlec.compiler.interpreter import interpret
 from needlec.compiler.ops.registry import NO_GRAD, get_op
-from needlec.compiler.passes.autodiff import gradients
+from needlec.compiler.passes.gradients import gradients
 from needlec.errors import ShapeError
 from tests.opcases import OpCase, build_case
 

@@ -46,7 +46,7 @@ def run_case(case, cpu: str = "host") -> list:  # type: ignore[no-untyped-def]
 
     Returns the outputs of every data set (a list per data set).
     """
-    from needlec.frontend.onnx import backend
+    from needlec import onnx_backend as backend
 
     rep = backend.prepare(case.model, cpu=cpu)
     results = []

@@ -19,7 +19,7 @@ from needlec import DType, Graph, TensorType
 from needlec.compiler.ir.graph import Value
 from needlec.compiler.ir.printer import print_graph
 from needlec.compiler.ops.registry import all_ops
-from needlec.compiler.passes.autodiff import gradients
+from needlec.compiler.passes.gradients import gradients
 from needlec.errors import NeedlecError
 from tests.gradcheck import (check_case, check_case_second_order, check_gradients, check_second_order,
                              compiled_gradients, float64_case, is_differentiable, objective)

@@ -8,7 +8,7 @@ import pytest
 
 import needlec
 from needlec import nn, optim
-from needlec.compiler.passes.autodiff import gradients
+from needlec.compiler.passes.gradients import gradients
 from needlec.errors import NeedlecError
 
 torch = pytest.importorskip("torch")

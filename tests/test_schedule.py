@@ -17,7 +17,7 @@ from needlec import DType, Graph, TensorType
 from needlec.compiler.loops.builder import const
 from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Const, Expr, If, Kernel, Load, Local, LocalRef, Loop,
                                        Program, Stmt, Storage, Store, Var)
-from needlec.compiler.loops.schedule import (MAX_UNROLL, affine, declared_names, find_loop, map_exprs, map_stmts,
+from needlec.compiler.loops.transforms import (MAX_UNROLL, affine, declared_names, find_loop, map_exprs, map_stmts,
                                              parallel, rename, reorder, split, substitute, unroll, vectorize, walk)
 from needlec.compiler.passes import PASSES, Pass
 from needlec.compiler.passes.lower_to_loops import lower_to_loops

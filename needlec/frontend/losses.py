@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from needlec.errors import ShapeError, TraceError
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.nn import functional as NF
 from needlec.frontend.tensor import Tensor, as_tensor, graph_of
 

@@ -2,7 +2,7 @@
 
 A ``Tensor`` holds the graph ``Value`` it stands for and the ``Graph`` being
 built. Arithmetic, comparisons, reductions, views and indexing append nodes
-(through ``needlec.frontend.functional``); nothing is computed. Asking for a
+(through ``needlec.frontend.tensor_ops``); nothing is computed. Asking for a
 Python value (``bool(t)``, ``if t:``, ``float(t)``, ``t.item()``,
 ``t.numpy()``) raises ``TraceError``: the value does not exist while tracing.
 
@@ -568,4 +568,4 @@ def index(x: Tensor, key: Any) -> Tensor:
     return x if tuple(out_shape) == x.shape else F.reshape(x, out_shape)
 
 
-from needlec.frontend import functional as F  # noqa: E402  (functional builds on Tensor)
+from needlec.frontend import tensor_ops as F  # noqa: E402  (tensor_ops builds on Tensor)

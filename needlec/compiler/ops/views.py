@@ -18,7 +18,7 @@ from needlec.compiler.ops.common import grad_flip, grad_place, lower_elementwise
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.autodiff import GradContext
+    from needlec.compiler.passes.gradients import GradContext
 
 
 def is_dense(t: TensorType) -> bool:

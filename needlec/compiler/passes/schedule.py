@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from needlec.compiler.loops.ir import Kernel, Loop, Program
-from needlec.compiler.loops.schedule import is_innermost, unroll, vectorize, walk
+from needlec.compiler.loops.transforms import is_innermost, unroll, vectorize, walk
 
 UNROLL_EXTENT = 4
 VECTORIZE_EXTENT = 8

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.nn import functional as NF
 from needlec.frontend.nn.module import Module
 from needlec.frontend.tensor import Tensor

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from needlec.errors import ShapeError, TraceError
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.tensor import Tensor, as_tensor, graph_of
 
 __all__ = ["gelu", "silu", "leaky_relu", "elu", "softplus", "layer_norm", "batch_moments", "batch_norm",

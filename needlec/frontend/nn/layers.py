@@ -7,7 +7,7 @@ from typing import Any, Hashable, Iterator
 import numpy as np
 
 from needlec.errors import NeedlecError
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.nn import functional as NF
 from needlec.frontend.nn.module import Module, Parameter, generator, uniform
 from needlec.frontend.tensor import Tensor, active_context, as_tensor, graph_of

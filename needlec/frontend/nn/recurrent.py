@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from needlec.errors import NeedlecError, ShapeError
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.nn.layers import Dropout
 from needlec.frontend.nn.module import Module, Parameter, uniform
 from needlec.frontend.tensor import Tensor, as_tensor, graph_of

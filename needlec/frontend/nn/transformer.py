@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from needlec.errors import NeedlecError, ShapeError
-from needlec.frontend import functional as F
+from needlec.frontend import tensor_ops as F
 from needlec.frontend.nn.activations import GELU, ReLU
 from needlec.frontend.nn.layers import Dropout, Linear
 from needlec.frontend.nn.module import Module, Parameter, generator

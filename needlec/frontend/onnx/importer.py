@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnx
 
-import needlec.frontend.onnx.ops  # noqa: F401  (registers every converter)
+import needlec.frontend.onnx.converters  # noqa: F401  (registers every converter)
 from needlec.compiler.ir.graph import Graph, Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.ops.registry import get_op

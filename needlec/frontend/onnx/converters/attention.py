@@ -16,7 +16,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.ops.sequence import concat, narrow, reshape, unsqueeze
+from needlec.frontend.onnx.converters.sequence import concat, narrow, reshape, unsqueeze
 
 QK_MODE_RAW, QK_MODE_SOFTCAP, QK_MODE_BIAS, QK_MODE_SOFTMAX = 0, 1, 2, 3
 

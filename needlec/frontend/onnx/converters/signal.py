@@ -13,7 +13,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.ops.sequence import const_int, narrow, reshape, stack, take, unsqueeze
+from needlec.frontend.onnx.converters.sequence import const_int, narrow, reshape, stack, take, unsqueeze
 
 FLOAT_TYPE = 1  # onnx.TensorProto.FLOAT, the default output_datatype
 

@@ -22,8 +22,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.quant import requantize
-from needlec.frontend.onnx.ops.spatial import WindowAttrs, cast, int_list, per_axis, reshape, window_attrs
+from needlec.frontend.onnx.converters.quant import requantize
+from needlec.frontend.onnx.converters.spatial import WindowAttrs, cast, int_list, per_axis, reshape, window_attrs
 
 
 def _conv2d(ctx: NodeContext, x: Value, w: Value, strides: tuple[int, ...], pads: tuple[int, ...],

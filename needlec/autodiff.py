@@ -39,7 +39,7 @@ import numpy as np
 
 from needlec.api import compile as compile_graph
 from needlec.compiler.ir.graph import Value
-from needlec.compiler.passes.autodiff import gradients
+from needlec.compiler.passes.gradients import gradients
 from needlec.errors import TraceError
 from needlec.frontend.nn.module import Module, State
 from needlec.frontend.trace import record

@@ -17,7 +17,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.ops.spatial import cast, per_axis, reshape
+from needlec.frontend.onnx.converters.spatial import cast, per_axis, reshape
 
 QUANTIZED_DTYPES = (DType.U8, DType.I8, DType.U16, DType.I16, DType.I32)
 

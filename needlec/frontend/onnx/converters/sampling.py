@@ -18,7 +18,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.tensor import cast, const_ints, permute, reshape
+from needlec.frontend.onnx.converters.tensor import cast, const_ints, permute, reshape
 
 CUBIC_A = -0.75
 

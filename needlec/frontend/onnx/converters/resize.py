@@ -20,7 +20,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.tensor import cast, normalize_axes
+from needlec.frontend.onnx.converters.tensor import cast, normalize_axes
 
 @dataclass(frozen=True)
 class ResizeMode:

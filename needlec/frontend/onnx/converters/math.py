@@ -19,8 +19,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.elementwise import LOW_PRECISION, widened
-from needlec.frontend.onnx.ops.tensor import cast, const_ints, normalize_axes, permute, reshape
+from needlec.frontend.onnx.converters.elementwise import LOW_PRECISION, widened
+from needlec.frontend.onnx.converters.tensor import cast, const_ints, normalize_axes, permute, reshape
 
 # -- matrix products ------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.sequence import narrow, reshape, stack, take
+from needlec.frontend.onnx.converters.sequence import narrow, reshape, stack, take
 
 Activation = Callable[[Value], Value]
 # activation name -> (default alpha, default beta); None where the function takes no such parameter

@@ -12,7 +12,7 @@ import numpy as np
 
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.tensor import normalize_axes, reshape
+from needlec.frontend.onnx.converters.tensor import normalize_axes, reshape
 
 
 @converter("NonZero")

@@ -18,7 +18,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.ops.tensor import cast
+from needlec.frontend.onnx.converters.tensor import cast
 
 # ONNX op type -> needlec primitive, for ops that map one to one
 UNARY = {"Neg": "neg", "Abs": "abs", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Reciprocal": "reciprocal",

@@ -21,7 +21,7 @@ import onnx
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import EMPTY_OPTIONAL, NodeContext, converter
-from needlec.frontend.onnx.ops.sequence import const_int, reshape, stack, take, unstack
+from needlec.frontend.onnx.converters.sequence import const_int, reshape, stack, take, unstack
 
 MAX_UNROLL = 10_000  # a Loop with no trip count must stop (its condition folds to false) within this many steps
 

@@ -18,7 +18,7 @@ from typing import Sequence
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.ops.spatial import (axes_from, cast, check_channels_first, float_input, mean, per_axis,
+from needlec.frontend.onnx.converters.spatial import (axes_from, cast, check_channels_first, float_input, mean, per_axis,
                                                reshape)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.ops.spatial import (WindowAttrs, axes_from, check_channels_first, float_input, int_list,
+from needlec.frontend.onnx.converters.spatial import (WindowAttrs, axes_from, check_channels_first, float_input, int_list,
                                                mean, reshape, window_attrs)
 
 
