@@ -155,13 +155,30 @@ class If(Stmt):
 
 
 @dataclass(frozen=True)
+class Source:
+    """One graph node a kernel implements: its name, op and attributes (sorted by key).
+
+    A variable update's kernel has ``op="update"`` and the variable's name.
+    """
+
+    node: str
+    op: str
+    attrs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Kernel:
-    """One generated function: ``body`` over ``buffers``; ``origin`` names the graph node(s)."""
+    """One generated function: ``body`` over ``buffers``; ``sources`` are the graph nodes it implements, in order."""
 
     name: str
     buffers: tuple[Buffer, ...]
     body: tuple[Stmt, ...]
-    origin: str = ""
+    sources: tuple[Source, ...] = ()
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The ops this kernel implements, in order (one per source)."""
+        return tuple(s.op for s in self.sources)
 
 
 @dataclass(frozen=True)

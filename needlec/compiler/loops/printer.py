@@ -139,8 +139,8 @@ def _buffer(buf: Buffer) -> str:
 def print_kernel(kernel: Kernel) -> str:
     """A kernel: its signature (buffers), the graph node it came from, and its body."""
     header = f"kernel {kernel.name}({', '.join(_buffer(b) for b in kernel.buffers)})"
-    if kernel.origin:
-        header += f"  // from %{kernel.origin}"
+    if kernel.sources:
+        header += "  // from " + ", ".join(f"%{s.node} ({s.op})" for s in kernel.sources)
     return "\n".join([header, *print_stmts(kernel.body, 1)]) + "\n"
 
 

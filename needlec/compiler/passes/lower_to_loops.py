@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.loops.builder import KernelBuilder, Operand
-from needlec.compiler.loops.ir import Buffer, Kernel, Program, Storage
+from needlec.compiler.loops.ir import Buffer, Kernel, Program, Source, Storage
 from needlec.compiler.ops.registry import get_op
 from needlec.errors import CodegenError
 
@@ -64,7 +64,8 @@ def lower_to_loops(graph: Graph) -> Program:
             raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
         ins = [Operand(base[id(v)], v.type) for v in node.inputs]
         outs = [Operand(base[id(v)], v.type) for v in node.outputs]
-        kernels.append(_kernel(f"k{len(kernels)}_{node.op}", opdef.lower, ins, outs, node.attrs, node.name))
+        kernels.append(_kernel(f"k{len(kernels)}_{node.op}", opdef.lower, ins, outs, node.attrs,
+                               Source(node.name, node.op, tuple(sorted(node.attrs.items())))))
 
     copy = get_op("copy").lower
     assert copy is not None
@@ -72,7 +73,7 @@ def lower_to_loops(graph: Graph) -> Program:
         if value is not variable:
             kernels.append(_kernel(f"k{len(kernels)}_update_{base[id(variable)].name}", copy,
                                    [Operand(base[id(value)], value.type)],
-                                   [Operand(base[id(variable)], variable.type)], {}, f"update %{variable.name}"))
+                                   [Operand(base[id(variable)], variable.type)], {}, Source(variable.name, "update")))
 
     return Program(graph.name, kernels, buffers, storage, constants,
                    [(v.name, v.shape, v.dtype) for v in graph.inputs],
@@ -81,7 +82,7 @@ def lower_to_loops(graph: Graph) -> Program:
 
 
 def _kernel(name: str, lower: Callable, ins: list[Operand], outs: list[Operand], attrs: dict[str, Any],
-            origin: str) -> Kernel:
+            source: Source) -> Kernel:
     body = lower(KernelBuilder(), ins, outs, attrs)
     used = list(dict.fromkeys(o.buffer for o in [*ins, *outs]))
-    return Kernel(name, tuple(used), tuple(body), origin=origin)
+    return Kernel(name, tuple(used), tuple(body), sources=(source,))
