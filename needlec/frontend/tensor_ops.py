@@ -17,7 +17,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
-from needlec.compiler.ops.views import is_dense
 from needlec.errors import ShapeError, TraceError
 from needlec.frontend.tensor import (DTypeLike, Tensor, active_context, as_tensor, graph_of, promote,
                                      to_dtype)
@@ -396,7 +395,7 @@ def reshape(x: Any, shape: Sequence[int]) -> Tensor:
         raise ShapeError(f"reshape: cannot reshape {t.shape} ({t.size} elements) to {tuple(dims)}")
     if tuple(dims) == t.shape:
         return t
-    if not is_dense(t.value.type):
+    if not t.value.type.is_dense:
         t = copy(t)  # as torch.reshape: a strided view cannot be re-shaped in place
     return _apply("reshape", t, shape=dims)
 

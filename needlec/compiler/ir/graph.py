@@ -178,6 +178,10 @@ class Graph:
         """Shorthand for a single-output node: ``g.add("add", a, b)``."""
         return self.add_node(op, list(inputs), attrs).outputs[0]
 
+    def scalar(self, value: Any, like: Value) -> Value:
+        """A scalar constant of ``like``'s dtype (what composites need from a ``GraphBuilder``)."""
+        return self.add_constant(np.asarray(value, like.dtype.np), "c")
+
     def insert_node(self, index: int, op: str, inputs: Sequence[Value],
                     attrs: dict[str, Any] | None = None, origin: str | None = None) -> Node:
         """Build a node and insert it at position ``index`` of ``nodes``."""

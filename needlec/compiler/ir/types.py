@@ -74,6 +74,12 @@ class TensorType:
         """True when the value occupies its buffer row-major from element 0."""
         return self.offset == 0 and (self.strides is None or self.size == 0)
 
+    @property
+    def is_dense(self) -> bool:
+        """True when the value is row-major without gaps (any offset), so a reshape can alias its buffer."""
+        return self.size == 0 or all(s == c for s, c, d in zip(self.strides_or_default, contiguous_strides(self.shape),
+                                                               self.shape) if d != 1)
+
     def with_layout(self, strides: tuple[int, ...] | None, offset: int = 0) -> "TensorType":
         return TensorType(self.shape, self.dtype, strides, offset)
 

@@ -11,7 +11,7 @@ from needlec.compiler.loops.ir import Expr, Stmt
 from needlec.compiler.ops.registry import check
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 
 def broadcast_shapes(op: str, *shapes: Sequence[int]) -> tuple[int, ...]:

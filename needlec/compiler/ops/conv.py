@@ -29,7 +29,7 @@ from needlec.compiler.ops.registry import Attr, OpDef, check, register
 from needlec.compiler.ops.window import Window, spread_to_input, window_geometry, window_loops
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 
 def _geometry(x: Sequence[int], w: Sequence[int], attrs: Mapping[str, Any]) -> Window:

@@ -30,7 +30,7 @@ from needlec.compiler.ops.common import lower_elementwise
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 
 def _cast_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:

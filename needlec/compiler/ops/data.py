@@ -24,7 +24,7 @@ from needlec.compiler.ops.common import compute_dtype, grad_flip, grad_place, gr
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 INDEX_DTYPES = frozenset({DType.I32, DType.I64})
 PAD_MODES = ("constant", "reflect", "edge")

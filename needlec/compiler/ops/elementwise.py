@@ -30,7 +30,7 @@ from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, grad_whe
 from needlec.compiler.ops.registry import NO_GRAD, GradFn, OpDef, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 BOOL = frozenset({DType.BOOL})
 

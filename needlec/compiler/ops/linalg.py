@@ -25,7 +25,7 @@ from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, compute_
 from needlec.compiler.ops.registry import OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 
 def matmul_dims(a: Sequence[int], b: Sequence[int]) -> tuple[tuple[int, ...], int, int, int]:

@@ -34,7 +34,7 @@ from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_where,
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 # name -> (dtypes, loop-IR combine op, NumPy reducer, doc)
 REDUCTIONS: dict[str, tuple[frozenset[DType], str, Callable[..., np.ndarray], str]] = {

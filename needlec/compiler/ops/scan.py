@@ -29,7 +29,7 @@ from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_flip, 
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 # kind -> (loop-IR combine op, identity, NumPy running reducer)
 KINDS = {"sum": ("add", 0, np.cumsum), "prod": ("mul", 1, np.cumprod)}

@@ -28,7 +28,7 @@ from needlec.compiler.ops.common import check_dtypes, compute_dtype, normalize_a
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 
 def _topk_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:

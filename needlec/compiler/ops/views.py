@@ -13,18 +13,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from needlec.compiler.ir.graph import Node, Value
-from needlec.compiler.ir.types import TensorType, contiguous_strides
+from needlec.compiler.ir.types import TensorType
 from needlec.compiler.ops.common import grad_flip, grad_place, lower_elementwise, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
-
-
-def is_dense(t: TensorType) -> bool:
-    """True when ``t`` is row-major without gaps (any offset), so reshape can alias it."""
-    return t.size == 0 or all(s == c for s, c, d in zip(t.strides_or_default, contiguous_strides(t.shape), t.shape)
-                              if d != 1)
+    from needlec.compiler.ops.grad import GradContext
 
 
 def _reshape_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
@@ -32,7 +26,7 @@ def _reshape_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> lis
     shape = tuple(attrs["shape"])
     check(all(d >= 0 for d in shape), f"reshape: target shape {shape} has a negative dimension")
     check(math.prod(shape) == x.size, f"reshape: cannot reshape {x.shape} ({x.size} elements) to {shape}")
-    check(is_dense(x), f"reshape: input layout {x} is not dense; copy it first")
+    check(x.is_dense, f"reshape: input layout {x} is not dense; copy it first")
     return [TensorType(shape, x.dtype, None, x.offset)]
 
 

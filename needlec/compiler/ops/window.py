@@ -39,7 +39,7 @@ from needlec.compiler.ops.reduce import identity
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:
-    from needlec.compiler.passes.gradients import GradContext
+    from needlec.compiler.ops.grad import GradContext
 
 KINDS = {"max": "max", "sum": "add"}  # window_reduce kind -> loop-IR combine op
 

@@ -6,62 +6,19 @@ the backward graph too and gradients of gradients work. Each op's rule
 (``OpDef.grad``) returns one gradient per input, shaped like the op's
 *output* broadcast where that is natural; the one driver here walks the
 forward nodes backwards, sums gradients over broadcast axes down to each
-input's shape (``GradContext.sum_to``) and accumulates contributions from
-several uses. Every gradient node records its forward node in ``origin``.
-Only floating-point values carry gradients.
+input's shape (``GradContext.sum_to``; the context rules receive lives in
+``compiler/ops/grad.py``) and accumulates contributions from several uses.
+Every gradient node records its forward node in ``origin``. Only
+floating-point values carry gradients.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
-import numpy as np
-
-from needlec.compiler.ir.graph import Graph, Node, Value
+from needlec.compiler.ir.graph import Graph, Value
+from needlec.compiler.ops.grad import GradContext
 from needlec.compiler.ops.registry import NO_GRAD, get_op
-from needlec.compiler.ops.views import is_dense
 from needlec.errors import AutodiffError
-
-
-class GradContext:
-    """What a gradient rule may do: append nodes (tagged with the forward node) and use helpers."""
-
-    def __init__(self, graph: Graph, node: Node | None) -> None:
-        self.graph = graph
-        self.node = node
-
-    def add(self, op: str, *inputs: Value, **attrs: Any) -> Value:
-        origin = self.node.name if self.node is not None else None
-        return self.graph.add_node(op, list(inputs), attrs, origin=origin).outputs[0]
-
-    def const(self, value: float, like: Value) -> Value:
-        """A scalar constant of ``like``'s dtype."""
-        return self.graph.add_constant(np.asarray(value, like.dtype.np), "c")
-
-    def zeros(self, like: Value) -> Value:
-        return self.add("fill", shape=list(like.shape), value=0.0, dtype=like.dtype)
-
-    def reshape(self, x: Value, shape: Sequence[int]) -> Value:
-        """Reshape, copying first when ``x``'s layout is not dense."""
-        if tuple(shape) == x.shape:
-            return x
-        if not is_dense(x.type):
-            x = self.add("copy", x)
-        return self.add("reshape", x, shape=list(shape))
-
-    def broadcast(self, x: Value, shape: Sequence[int]) -> Value:
-        return x if x.shape == tuple(shape) else self.add("broadcast_to", x, shape=list(shape))
-
-    def sum_to(self, g: Value, shape: Sequence[int]) -> Value:
-        """Sum ``g`` over the axes NumPy broadcasting added or stretched to reach ``g.shape``."""
-        shape = tuple(shape)
-        if g.shape == shape:
-            return g
-        lead = len(g.shape) - len(shape)
-        axes = [a for a in range(len(g.shape))
-                if a < lead or (shape[a - lead] == 1 and g.shape[a] != 1)]
-        summed = self.add("reduce_sum", g, axes=axes, keepdims=True) if axes else g
-        return self.reshape(summed, shape)
 
 
 def _depends_on(graph: Graph, xs: Sequence[Value]) -> set[int]:
@@ -120,20 +77,3 @@ def gradients(graph: Graph, ys: Sequence[Value], xs: Sequence[Value],
             if g is not None and id(value) in needed and value.dtype.is_float:
                 accumulate(value, g, ctx)
     return [grads[id(x)] if id(x) in grads else root.zeros(x) for x in xs]
-
-
-@dataclass(frozen=True)
-class Autodiff:
-    """Pass: append d(outputs[of])/d(wrt) to the graph outputs (``wrt`` names inputs or constants)."""
-
-    of: tuple[int, ...]
-    wrt: tuple[str, ...]
-
-    def __call__(self, graph: Graph) -> Graph:
-        by_name = {v.name: v for v in [*graph.inputs, *graph.constants]}
-        missing = [n for n in self.wrt if n not in by_name]
-        if missing:
-            raise AutodiffError(f"autodiff: no input or constant named {', '.join(missing)}")
-        ys = [graph.outputs[i] for i in self.of]
-        graph.set_outputs([*graph.outputs, *gradients(graph, ys, [by_name[n] for n in self.wrt])])
-        return graph

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from needlec.compiler.ir.graph import Graph, Node, Value
-from needlec.compiler.ops.views import is_dense
 from needlec.compiler.passes.dce import dce
 from needlec.errors import PassError
 
@@ -31,9 +32,12 @@ class Rewriter:
         return self.graph.insert_node(index, op, list(inputs), attrs, origin=self.node.origin).outputs[0]
 
     def constant(self, data: Any, like: Value) -> Value:
-        import numpy as np
-
+        """A constant holding ``data`` in ``like``'s dtype."""
         return self.graph.add_constant(np.asarray(data, like.dtype.np), "c")
+
+    def scalar(self, value: Any, like: Value) -> Value:
+        """A scalar constant of ``like``'s dtype (the ``GraphBuilder`` name of ``constant``)."""
+        return self.constant(value, like)
 
 
 Rule = Callable[[Rewriter, Node], "Value | None"]
@@ -64,7 +68,7 @@ def apply_patterns(graph: Graph, patterns: Sequence[Pattern], pass_name: str) ->
                 if new.shape != old.shape or new.dtype != old.dtype:
                     raise PassError(f"{pass_name}: rule for {node.op} ({pattern.why}) replaced %{old.name}: "
                                     f"{old.type} with %{new.name}: {new.type}")
-                if not is_dense(new.type) and any(old in user.inputs for user in graph.nodes
+                if not new.type.is_dense and any(old in user.inputs for user in graph.nodes
                                                   if user.op == "reshape"):
                     continue  # a reshape needs a dense input: keep the materialised value
                 graph.replace_all_uses(old, new)

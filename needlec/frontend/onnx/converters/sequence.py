@@ -13,7 +13,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from needlec.compiler.ir.graph import Value
-from needlec.compiler.ops.views import is_dense
 from needlec.frontend.onnx.context import EMPTY_OPTIONAL, NodeContext, converter
 
 
@@ -22,7 +21,7 @@ def reshape(ctx: NodeContext, x: Value, shape: Sequence[int]) -> Value:
     """``x`` reshaped to ``shape``, copied first when it is a non-dense view (reshape aliases only dense data)."""
     if tuple(shape) == x.shape:
         return x
-    if not is_dense(x.type):
+    if not x.type.is_dense:
         x = ctx.add("copy", x)
     return ctx.add("reshape", x, shape=tuple(shape))
 

@@ -14,7 +14,6 @@ from typing import Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
-from needlec.compiler.ops.views import is_dense
 from needlec.frontend.onnx.context import NodeContext
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -110,7 +109,7 @@ def check_channels_first(ctx: NodeContext, x: Value) -> None:
 
 def dense(ctx: NodeContext, x: Value) -> Value:
     """``x`` itself when its layout is dense, else a contiguous copy."""
-    return x if is_dense(x.type) else ctx.add("copy", x)
+    return x if x.type.is_dense else ctx.add("copy", x)
 
 
 def reshape(ctx: NodeContext, x: Value, shape: Sequence[int]) -> Value:

@@ -17,7 +17,6 @@ import onnx
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
-from needlec.compiler.ops.views import is_dense
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
 
 
@@ -40,7 +39,7 @@ def normalize_axes(ctx: NodeContext, axes: Sequence[int], rank: int, what: str =
 
 def dense(ctx: NodeContext, x: Value) -> Value:
     """``x`` itself when its layout is dense, else a contiguous copy (reshape needs a dense input)."""
-    return x if is_dense(x.type) else ctx.add("copy", x)
+    return x if x.type.is_dense else ctx.add("copy", x)
 
 
 def reshape(ctx: NodeContext, x: Value, shape: Sequence[int]) -> Value:
