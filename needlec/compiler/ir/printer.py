@@ -114,13 +114,17 @@ def _nested(flat: list[str], shape: tuple[int, ...]) -> str:
 
 def format_constant(value: Value, elide_constants: int | None = None) -> str:
     """The ``dense<...>`` payload of a constant."""
-    data = value.data
-    assert data is not None, f"%{value.name} is not a constant or variable"
+    assert value.data is not None, f"%{value.name} is not a constant or variable"
+    return format_dense(value.data, value.dtype, elide_constants)
+
+
+def format_dense(data: np.ndarray, dtype: DType, elide_constants: int | None = None) -> str:
+    """``dense<...>`` for ``data`` of ``dtype``: a nested literal, base64 bytes, or elided beyond N elements."""
     if elide_constants is not None and data.size > elide_constants:
         return f"dense<elided: {data.size} elements>"
     if data.size <= MAX_LITERAL_ELEMENTS:
-        flat = [format_scalar(x, value.dtype) for x in data.reshape(-1)]
-        if little_endian_bytes(literal_array(flat, value.dtype)) == little_endian_bytes(data):
+        flat = [format_scalar(x, dtype) for x in data.reshape(-1)]
+        if little_endian_bytes(literal_array(flat, dtype)) == little_endian_bytes(data):
             return f"dense<{_nested(flat, data.shape)}>"
     return f'dense<"{base64.b64encode(little_endian_bytes(data)).decode("ascii")}">'
 

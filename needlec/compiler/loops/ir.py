@@ -10,18 +10,111 @@ transformations are rewrites of this IR. All nodes are frozen dataclasses.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from needlec.compiler.ir.dtypes import DType
+from needlec.errors import IRError
 
-UNARY_OPS = frozenset({"neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "erf",
-                       "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
-                       "floor", "ceil", "round", "not"})
-ARITH_OPS = frozenset({"add", "sub", "mul", "div", "mod", "fmod", "pow", "max", "min",
-                       "and", "or", "xor", "shl", "lshr", "shr"})
-COMPARE_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
-LOOP_KINDS = ("serial", "parallel", "vectorize", "gpu_block", "gpu_thread")
+class _Named(str, enum.Enum):
+    """A string enum whose members print as their value (``str`` and f-strings), so ``"add" == BinaryOp.ADD``."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def coerce(cls, value: object, where: str) -> Any:
+        """``value`` as a member; IRError naming ``where`` and the valid values when it is none."""
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise IRError(f"{where}: unknown {cls.__name__} {value!r} (expected one of {valid})") from None
+
+
+class LoopKind(_Named):
+    """How a loop runs: its schedule annotation."""
+
+    SERIAL = "serial"
+    PARALLEL = "parallel"
+    VECTORIZE = "vectorize"
+    GPU_BLOCK = "gpu_block"
+    GPU_THREAD = "gpu_thread"
+
+
+class UnaryOp(_Named):
+    """Operators of ``Unary`` (``not`` is boolean not on bool, bitwise not on integers)."""
+
+    NEG = "neg"
+    ABS = "abs"
+    EXP = "exp"
+    LOG = "log"
+    SQRT = "sqrt"
+    SIN = "sin"
+    COS = "cos"
+    TAN = "tan"
+    TANH = "tanh"
+    ERF = "erf"
+    ASIN = "asin"
+    ACOS = "acos"
+    ATAN = "atan"
+    SINH = "sinh"
+    COSH = "cosh"
+    ASINH = "asinh"
+    ACOSH = "acosh"
+    ATANH = "atanh"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    ROUND = "round"
+    NOT = "not"
+
+
+class BinaryOp(_Named):
+    """Operators of ``Binary``: arithmetic and bitwise (result has the operands' dtype) or comparison (bool)."""
+
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    MOD = "mod"
+    FMOD = "fmod"
+    POW = "pow"
+    MAX = "max"
+    MIN = "min"
+    AND = "and"
+    OR = "or"
+    XOR = "xor"
+    SHL = "shl"
+    LSHR = "lshr"
+    SHR = "shr"
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+
+    @property
+    def is_comparison(self) -> bool:
+        """True for ``eq``, ``ne``, ``lt``, ``le``, ``gt``, ``ge`` (bool result)."""
+        return self in _COMPARISONS
+
+
+_COMPARISONS = frozenset({BinaryOp.EQ, BinaryOp.NE, BinaryOp.LT, BinaryOp.LE, BinaryOp.GT, BinaryOp.GE})
+
+
+class StorageKind(_Named):
+    """Where a buffer lives: a caller's ``input``/``output`` slot, a ``constant``, a ``variable`` or the ``arena``."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    CONSTANT = "constant"
+    VARIABLE = "variable"
+    ARENA = "arena"
 
 
 @dataclass(frozen=True)
@@ -73,8 +166,11 @@ class Load(Expr):
 
 @dataclass(frozen=True)
 class Unary(Expr):
-    op: str
+    op: UnaryOp
     x: Expr
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op", UnaryOp.coerce(self.op, "unary expression"))
 
     @property
     def dtype(self) -> DType:  # type: ignore[override]
@@ -85,13 +181,16 @@ class Unary(Expr):
 class Binary(Expr):
     """Arithmetic (same-typed operands) or comparison (result bool)."""
 
-    op: str
+    op: BinaryOp
     a: Expr
     b: Expr
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op", BinaryOp.coerce(self.op, "binary expression"))
+
     @property
     def dtype(self) -> DType:  # type: ignore[override]
-        return DType.BOOL if self.op in COMPARE_OPS else self.a.dtype
+        return DType.BOOL if self.op.is_comparison else self.a.dtype
 
 
 @dataclass(frozen=True)
@@ -122,8 +221,11 @@ class Loop(Stmt):
     var: str
     extent: int
     body: tuple[Stmt, ...]
-    kind: str = "serial"
+    kind: LoopKind = LoopKind.SERIAL
     start: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", LoopKind.coerce(self.kind, f"loop {self.var}"))
 
 
 @dataclass(frozen=True)
@@ -185,9 +287,12 @@ class Kernel:
 class Storage:
     """Where a buffer lives: an ``input``/``output`` slot, a ``constant``, a ``variable`` or the ``arena``."""
 
-    kind: str
+    kind: StorageKind
     slot: int = 0
     offset: int = -1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", StorageKind.coerce(self.kind, "storage"))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Readable pseudo-code for loop IR: programs, kernels, statements and expressions.
+"""Loop IR text: programs, kernels, statements and expressions; ``parser.parse_program`` reads it back.
 
 Example::
 
@@ -9,29 +9,41 @@ Example::
         %x: f32[12]  input slot 0
         %w: f32[4]   constant
         %1: f32[12]  output slot 0
+      constants:
+        %w = dense<[0.0, 1.0, 2.0, 3.0]>
       arena: 0 bytes
 
-    kernel k0_add(%x: f32[12], %w: f32[4], %1: f32[12])  // from %1
+    kernel k0_add(%x: f32[12], %w: f32[4], %1: f32[12])  // from %1 (add)
       for i0 in 0..3:
         for i1 in 0..4:
           %1[i0*4 + i1] = %x[i0*4 + i1] + %w[i1]
 
 Buffers print with the ``%`` of the graph values they hold (loop variables
 and locals are bare names); a signature entry names its buffer when the
-buffer's name differs from the graph value's.
+buffer's name differs from the graph value's. Names that are not plain are
+quoted, as in the graph IR. A kernel's sources print after ``// from``:
+each graph node with its op and attributes (``%y (transpose {perm=[1, 0]})``).
+Constant and variable data print flat, as the graph IR prints constants
+(exact literals up to 16 elements, else base64); ``elide_constants=N``
+shortens larger ones for dumps (those do not parse back).
 
 Loops show their schedule before ``for`` when it is not serial (``parallel
-for``, ``vectorize for``, ``gpu_block for``). Constants whose
-dtype is not the default for their kind (i64, f32, bool) print as a
-conversion (``i32(3)``), like casts; ops without a C operator (``mod`` is
-floor-mod, ``pow``, ``max``, ``min``) print as calls. The text is for people; it does not
-parse back.
+for``, ``vectorize for``, ``gpu_block for``). Constants whose dtype is not
+the default for their kind (i64, f32, bool) print as a conversion
+(``i32(3)``); a cast of a constant always names the constant's dtype
+(``f32(i64(3))``), and a negated constant is parenthesised (``-(3)``), so
+the text reads back to the same tree. Ops without a C operator (``mod`` is
+floor-mod, ``pow``, ``max``, ``min``) print as calls.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.printer import format_attr, format_dense, format_name
 from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, Expr, If, Kernel, Load, Local,
-                                       LocalRef, Loop, Program, Select, Stmt, Storage, Store, Unary, Var)
+                                       LocalRef, Loop, LoopKind, Program, Select, Source, Stmt, Storage,
+                                       StorageKind, Store, Unary, Var)
 
 INDENT = "  "
 # binary op -> (symbol, precedence); higher binds tighter (C precedence)
@@ -50,14 +62,15 @@ SELECT_PRECEDENCE = 1
 DEFAULT_CONST_DTYPES = frozenset({DType.I64, DType.F32, DType.BOOL})
 
 
-def _const(expr: Const) -> str:
+def _const(expr: Const, explicit: bool = False) -> str:
+    """A constant's literal; wrapped in its dtype (``i32(3)``) when that is not the default or ``explicit``."""
     if expr.dtype is DType.BOOL:
         text = "true" if expr.value else "false"
     elif expr.dtype.is_float_format:
         text = repr(float(expr.value))
     else:
         text = str(int(expr.value))
-    return text if expr.dtype in DEFAULT_CONST_DTYPES else f"{expr.dtype.value}({text})"
+    return text if expr.dtype in DEFAULT_CONST_DTYPES and not explicit else f"{expr.dtype.value}({text})"
 
 
 def _format(expr: Expr) -> tuple[str, int]:
@@ -70,12 +83,14 @@ def _format(expr: Expr) -> tuple[str, int]:
     if isinstance(expr, LocalRef):
         return expr.name, ATOM
     if isinstance(expr, Load):
-        return f"%{expr.buffer.name}[{print_expr(expr.index)}]", ATOM
+        return f"%{format_name(expr.buffer.name)}[{print_expr(expr.index)}]", ATOM
     if isinstance(expr, Cast):
-        return f"{expr.dtype.value}({print_expr(expr.x)})", ATOM
+        inner = _const(expr.x, explicit=True) if isinstance(expr.x, Const) else print_expr(expr.x)
+        return f"{expr.dtype.value}({inner})", ATOM
     if isinstance(expr, Unary):
         if expr.op in PREFIX:
-            return PREFIX[expr.op] + _operand(expr.x, UNARY_PRECEDENCE), UNARY_PRECEDENCE
+            operand = f"({print_expr(expr.x)})" if isinstance(expr.x, Const) else _operand(expr.x, UNARY_PRECEDENCE)
+            return PREFIX[expr.op] + operand, UNARY_PRECEDENCE
         return f"{expr.op}({print_expr(expr.x)})", ATOM
     if isinstance(expr, Binary):
         if expr.op not in INFIX:
@@ -103,7 +118,7 @@ def print_expr(expr: Expr) -> str:
 
 
 def _loop_header(loop: Loop) -> str:
-    schedule = "" if loop.kind == "serial" else f"{loop.kind} "
+    schedule = "" if loop.kind is LoopKind.SERIAL else f"{loop.kind} "
     return f"{schedule}for {loop.var} in {loop.start}..{loop.start + loop.extent}:"
 
 
@@ -116,7 +131,7 @@ def print_stmts(stmts: tuple[Stmt, ...] | list[Stmt], depth: int = 0) -> list[st
             lines.append(pad + _loop_header(stmt))
             lines.extend(print_stmts(stmt.body, depth + 1))
         elif isinstance(stmt, Store):
-            lines.append(f"{pad}%{stmt.buffer.name}[{print_expr(stmt.index)}] = {print_expr(stmt.value)}")
+            lines.append(f"{pad}%{format_name(stmt.buffer.name)}[{print_expr(stmt.index)}] = {print_expr(stmt.value)}")
         elif isinstance(stmt, Local):
             lines.append(f"{pad}let {stmt.name}: {stmt.init.dtype.value} = {print_expr(stmt.init)}")
         elif isinstance(stmt, Assign):
@@ -133,38 +148,55 @@ def print_stmts(stmts: tuple[Stmt, ...] | list[Stmt], depth: int = 0) -> list[st
 
 
 def _buffer(buf: Buffer) -> str:
-    return f"%{buf.name}: {buf.dtype.value}[{buf.size}]"
+    return f"%{format_name(buf.name)}: {buf.dtype.value}[{buf.size}]"
+
+
+def _source(source: Source) -> str:
+    attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in source.attrs)
+    return f"%{format_name(source.node)} ({source.op}{' {' + attrs + '}' if attrs else ''})"
 
 
 def print_kernel(kernel: Kernel) -> str:
-    """A kernel: its signature (buffers), the graph node it came from, and its body."""
-    header = f"kernel {kernel.name}({', '.join(_buffer(b) for b in kernel.buffers)})"
+    """A kernel: its signature (buffers), the graph nodes it came from, and its body."""
+    header = f"kernel {format_name(kernel.name)}({', '.join(_buffer(b) for b in kernel.buffers)})"
     if kernel.sources:
-        header += "  // from " + ", ".join(f"%{s.node} ({s.op})" for s in kernel.sources)
+        header += "  // from " + ", ".join(_source(s) for s in kernel.sources)
     return "\n".join([header, *print_stmts(kernel.body, 1)]) + "\n"
 
 
 def _storage(where: Storage) -> str:
-    if where.kind in ("input", "output"):
+    if where.kind in (StorageKind.INPUT, StorageKind.OUTPUT):
         return f"{where.kind} slot {where.slot}"
-    if where.kind == "arena":
+    if where.kind is StorageKind.ARENA:
         return f"arena offset {where.offset}" if where.offset >= 0 else "arena (not yet placed)"
-    return where.kind
+    return str(where.kind)
 
 
-def print_program(program: Program) -> str:
-    """A program: its signature, every buffer with its storage, the arena size, then each kernel."""
-    lines = [f"program @{program.name}"]
-    by_slot = {(w.kind, w.slot): name for name, w in program.storage.items() if w.kind in ("input", "output")}
-    for kind, signature in (("input", program.inputs), ("output", program.outputs)):
+def print_program(program: Program, elide_constants: int | None = None) -> str:
+    """A program: its signature, every buffer with its storage, constant data, the arena size, then each kernel.
+
+    With ``elide_constants=N``, constants of more than N elements print as
+    ``dense<elided: M elements>`` (for dumps; such text does not parse back).
+    """
+    lines = [f"program @{format_name(program.name)}"]
+    by_slot = {(w.kind, w.slot): name for name, w in program.storage.items()
+               if w.kind in (StorageKind.INPUT, StorageKind.OUTPUT)}
+    for kind, signature in (("input", program.inputs), ("output", program.outputs), ("variable", program.variables)):
         for slot, (name, shape, dtype) in enumerate(signature):
-            buffer = by_slot.get((kind, slot), "?")
-            held_in = "" if buffer == name else f" in buffer %{buffer}"
-            lines.append(f"{INDENT}{kind} {slot} %{name}: {dtype.value}[{', '.join(map(str, shape))}]{held_in}")
+            buffer = by_slot.get((kind, slot), name)
+            held_in = "" if buffer == name else f" in buffer %{format_name(buffer)}"
+            shape_text = ", ".join(map(str, shape))
+            lines.append(f"{INDENT}{kind} {slot} %{format_name(name)}: {dtype.value}[{shape_text}]{held_in}")
     lines.append(f"{INDENT}buffers:")
     width = max((len(_buffer(b)) for b in program.buffers.values()), default=0)
     for name, buf in program.buffers.items():
         where = program.storage.get(name)
         lines.append(f"{INDENT * 2}{_buffer(buf):<{width}}  {_storage(where) if where else 'no storage'}")
+    if program.constants:
+        lines.append(f"{INDENT}constants:")
+        for name, data in program.constants.items():
+            flat = np.asarray(data).reshape(-1)
+            dtype = program.buffers[name].dtype if name in program.buffers else DType.from_numpy(flat.dtype)
+            lines.append(f"{INDENT * 2}%{format_name(name)} = {format_dense(flat, dtype, elide_constants)}")
     lines.append(f"{INDENT}arena: {program.arena_size} bytes")
     return "\n".join([*lines, *("\n" + print_kernel(k).rstrip("\n") for k in program.kernels)]) + "\n"

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Mapping, Sequence, TypeVar, Union
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.loops.builder import add, const, mul
 from needlec.compiler.loops.ir import (Assign, Binary, Const, Expr, If, Kernel, Load, Local, LocalRef, Loop,
-                                       Stmt, Store, Var)
+                                       LoopKind, Stmt, Store, Var)
 from needlec.errors import CodegenError
 
 Node = Union[Expr, Stmt]
@@ -216,7 +216,7 @@ def _error(kernel: Kernel, what: str, var: str, why: str) -> CodegenError:
 
 
 def _require_serial(kernel: Kernel, loop: Loop, what: str) -> None:
-    if loop.kind != "serial":
+    if loop.kind is not LoopKind.SERIAL:
         raise _error(kernel, what, loop.var, f"it is already {loop.kind}; set kinds after restructuring")
 
 
@@ -432,8 +432,8 @@ def is_innermost(loop: Loop) -> bool:
     return not any(isinstance(n, Loop) for n in walk(loop.body))
 
 
-def _set_kind(kernel: Kernel, loop: Loop, kind: str) -> Kernel:
-    if loop.kind not in ("serial", kind):
+def _set_kind(kernel: Kernel, loop: Loop, kind: LoopKind) -> Kernel:
+    if loop.kind not in (LoopKind.SERIAL, kind):
         raise _error(kernel, f"mark {kind}", loop.var, f"it is already {loop.kind}")
     return replace_loop(kernel, loop.var, lambda old: (replace(old, kind=kind),))
 
@@ -443,7 +443,7 @@ def vectorize(kernel: Kernel, var: str) -> Kernel:
     loop = find_loop(kernel, var)
     if not is_innermost(loop):
         raise _error(kernel, "vectorize", var, "it contains loops (only innermost loops vectorize)")
-    return _set_kind(kernel, loop, "vectorize")
+    return _set_kind(kernel, loop, LoopKind.VECTORIZE)
 
 
 def parallel(kernel: Kernel, var: str) -> Kernel:
@@ -452,4 +452,4 @@ def parallel(kernel: Kernel, var: str) -> Kernel:
     if not any(s is loop for s in kernel.body):
         raise _error(kernel, "parallelize", var, "it is not an outermost loop of the kernel")
     _check_independent(kernel, "parallelize", loop, None)
-    return _set_kind(kernel, loop, "parallel")
+    return _set_kind(kernel, loop, LoopKind.PARALLEL)
