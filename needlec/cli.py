@@ -21,9 +21,9 @@ import numpy as np
 from needlec.errors import InternalError, NeedlecError
 
 if TYPE_CHECKING:
-    from needlec.compiler.codegen.target import CpuTarget
     from needlec.compiler.ir.graph import Graph
-    from needlec.runtime.progress import Progress
+    from needlec.compiler.target import Target
+    from needlec.progress import Progress
 
 EMITS = ("so", "exe", "obj", "llvm", "ir", "loops")
 EMIT_BY_SUFFIX = {".so": "so", "": "exe", ".exe": "exe", ".o": "obj", ".ll": "llvm", ".nir": "ir",
@@ -74,22 +74,22 @@ def _input_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]] | None:
 
 
 def _load_model(args: argparse.Namespace, progress: Progress) -> Graph:
-    from needlec.models import load_model_file
+    from needlec.driver import load_model_file
 
     shapes = _input_shapes(args.input_shape)
     with progress.stage(f"import {os.path.basename(args.model)}"):
         return load_model_file(args.model, shapes, args.size_budget)
 
 
-def _cpu(args: argparse.Namespace) -> CpuTarget:
-    """The ``--cpu`` target, resolved before any compiling (an unknown name fails fast)."""
-    from needlec.compiler.codegen.target import CpuTarget
+def _target(args: argparse.Namespace) -> Target:
+    """The ``--target`` / ``--cpu`` target, resolved before any compiling (an unknown name fails fast)."""
+    from needlec.compiler.target import Target
 
-    return CpuTarget.named(args.cpu)
+    return Target.named(getattr(args, "target", "cpu"), args.cpu)
 
 
 def _progress(args: argparse.Namespace, mode: str) -> Progress:
-    from needlec.runtime.progress import Progress
+    from needlec.progress import Progress
 
     return Progress("never" if args.quiet else mode)
 
@@ -107,7 +107,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 def _compile_training_cmd(args: argparse.Namespace) -> None:
     """``compile --train``: one training step of the model as a shared library plus a C header."""
     import needlec
-    from needlec.models import load_trainable_model
+    from needlec.driver import load_trainable_model
     from needlec.training import compile_training_step
 
     model, inputs = load_trainable_model(args.model, _input_shapes(args.input_shape), args.size_budget)
@@ -118,17 +118,17 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
     if args.loss == "cross_entropy":
         if out.type.rank < 2:
             raise NeedlecError(f"--loss cross_entropy needs (batch, classes, ...) logits, found shape {out.shape}")
-        target = np.zeros(out.shape[:1] + out.shape[2:], np.int64)
+        labels = np.zeros(out.shape[:1] + out.shape[2:], np.int64)
         loss_fn = needlec.losses.cross_entropy
     else:
-        target = np.zeros(out.shape, out.dtype.np)
+        labels = np.zeros(out.shape, out.dtype.np)
         loss_fn = needlec.losses.mse_loss if args.loss == "mse" else needlec.losses.binary_cross_entropy_with_logits
     optimizers = {"sgd": lambda p: needlec.optim.SGD(p, lr=args.lr, momentum=args.momentum,
                                                      weight_decay=args.weight_decay),
                   "adam": lambda p: needlec.optim.Adam(p, lr=args.lr, weight_decay=args.weight_decay),
                   "adamw": lambda p: needlec.optim.AdamW(p, lr=args.lr, weight_decay=args.weight_decay)}
     step = compile_training_step(model, loss_fn, optimizers[args.optimizer](model.parameters()),
-                                 (inputs, (target,)), cpu=args.cpu, **_options(args))
+                                 (inputs, (labels,)), target=args.target, cpu=args.cpu, **_options(args))
     library, header = step.export(args.output, header=args.header)
     if not args.quiet:
         print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
@@ -136,17 +136,13 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
 
 
 def _compile_cmd(args: argparse.Namespace) -> None:
-    from needlec.api import run_pipeline
-    from needlec.compiler.ir.printer import print_graph
-    from needlec.compiler.loops.printer import print_program
-    from needlec.runtime.header import c_header
-    from needlec.runtime.library import emit_object, export_executable, export_shared, llvm_text, \
-        program_signature
-    from needlec.runtime.toolchain import output_path
+    from needlec.build.header import c_header
+    from needlec.build.toolchain import output_path
+    from needlec.driver import run_pipeline, write_artifact
+    from needlec.runtime.signature import Signature
+    from needlec.compiler.codegen.cpu import signature_json
 
-    if args.target != "cpu":
-        raise NeedlecError(f"unknown target {args.target!r}; available: cpu")
-    cpu = _cpu(args)
+    target = _target(args)
     if args.train:
         _compile_training_cmd(args)
         return
@@ -157,42 +153,26 @@ def _compile_cmd(args: argparse.Namespace) -> None:
         if path:
             output_path(path)  # fail before compiling when a folder is missing
     progress = _progress(args, "always")
-    result = run_pipeline(_load_model(args, progress), progress, **_options(args))
+    result = run_pipeline(_load_model(args, progress), target, progress, **_options(args))
+    write_artifact(result, target, emit, args.output, progress.stage)
     header = None
-    if emit == "so":
-        export_shared(result.program, cpu, args.output, progress.stage)
-    elif emit == "exe":
-        export_executable(result.program, cpu, args.output, progress.stage)
-    else:
-        if emit == "obj":
-            data: bytes | str = emit_object(result.program, cpu, progress.stage)
-        elif emit == "llvm":
-            with progress.stage("llvm"):
-                data = llvm_text(result.program, cpu)
-        elif emit == "ir":
-            data = print_graph(result.graph)
-        else:
-            data = print_program(result.program)
-        mode = "wb" if isinstance(data, bytes) else "w"
-        with open(args.output, mode) as f:
-            f.write(data)
     if emit in ("so", "obj"):
         header = args.header or os.path.splitext(args.output)[0] + ".h"
         with open(header, "w") as f:
-            f.write(c_header(program_signature(result.program, cpu), os.path.basename(args.output)))
+            f.write(c_header(Signature.from_json(signature_json(result.program, target)),
+                             os.path.basename(args.output)))
     if not args.quiet:
         also = f" and {header}" if header else ""
         print(f"wrote {args.output} ({emit}, {os.path.getsize(args.output)} bytes){also}", file=sys.stderr)
 
 
 def _ir_cmd(args: argparse.Namespace) -> None:
-    from needlec.api import run_pipeline
     from needlec.compiler.ir.printer import print_graph
     from needlec.compiler.loops.printer import print_program
-    from needlec.runtime.library import llvm_text
+    from needlec.driver import optimized_llvm_ir, run_pipeline
 
     progress = _progress(args, "auto")
-    cpu = _cpu(args)
+    target = _target(args)
     graph = _load_model(args, progress)
     stages = ("input", "graph", "loops", "llvm") if args.stage == "all" else (args.stage,)
     elide = None if args.full_constants else 16
@@ -200,14 +180,13 @@ def _ir_cmd(args: argparse.Namespace) -> None:
         print(f"// ----- input graph -----\n{print_graph(graph, elide_constants=elide)}")
     options = _options(args)
     options["elide_constants"] = elide
-    result = run_pipeline(graph, progress, **options)
+    result = run_pipeline(graph, target, progress, **options)
     if "graph" in stages:
         print(f"// ----- graph after the last graph pass -----\n{print_graph(result.graph, elide_constants=elide)}")
     if "loops" in stages:
         print(f"// ----- loop IR -----\n{print_program(result.program)}")
     if "llvm" in stages:
-        with progress.stage("llvm"):
-            text = llvm_text(result.program, cpu)
+        text = optimized_llvm_ir(result.program, target, progress.stage)
         print(f"// ----- LLVM IR (optimised) -----\n{text}")
 
 
@@ -226,9 +205,8 @@ def _parse_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
 
 def _run_cmd(args: argparse.Namespace) -> None:
     import needlec
-    from needlec.api import run_pipeline
-    from needlec.runtime.executable import output_file_names
-    from needlec.runtime.jit import jit_compile
+    from needlec.build.executable import output_file_names
+    from needlec.driver import jit_compile, run_pipeline
 
     inputs = _parse_inputs(args.input)
     if args.model.endswith(".so"):
@@ -239,9 +217,9 @@ def _run_cmd(args: argparse.Namespace) -> None:
         runner = needlec.load(args.model)
     else:
         progress = _progress(args, "auto")
-        cpu = _cpu(args)
-        result = run_pipeline(_load_model(args, progress), progress)
-        runner = jit_compile(result.program, cpu, progress.stage)
+        target = _target(args)
+        result = run_pipeline(_load_model(args, progress), target, progress)
+        runner = jit_compile(result.program, target, progress.stage)
     outputs = runner(**inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output_dir:

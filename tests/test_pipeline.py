@@ -120,8 +120,8 @@ def test_numeric_check_names_the_guilty_pass_and_its_predecessors() -> None:
     g.set_outputs([g.add("exp", x)])
     passes = [PASSES[0], PASSES[1], Pass("break_numerics", _break_numerics, "graph"), *PASSES[2:]]
     with pytest.raises(PassError, match=r"pass break_numerics .*after verify, canonicalize.*numerics"):
-        Pipeline(PipelineOptions(check_numerics=True), passes).run(g)
-    Pipeline(PipelineOptions(check_numerics=False, verify_each=False), passes).run(g)  # unnoticed without it
+        Pipeline(PipelineOptions(check_numerics=True), passes=passes).run(g)
+    Pipeline(PipelineOptions(check_numerics=False, verify_each=False), passes=passes).run(g)  # unnoticed without it
 
 
 def _break_structure(graph: Graph) -> Graph:
@@ -135,7 +135,7 @@ def test_verify_each_catches_a_pass_that_breaks_the_graph() -> None:
     g.set_outputs([g.add("neg", g.add("exp", x))])
     passes = [PASSES[0], Pass("break_structure", _break_structure, "graph"), *PASSES[1:]]
     with pytest.raises(PassError, match=r"break_structure .*used before it is defined"):
-        Pipeline(PipelineOptions(), passes).run(g)
+        Pipeline(PipelineOptions(), passes=passes).run(g)
 
 
 def test_pipeline_leaves_the_input_graph_untouched() -> None:

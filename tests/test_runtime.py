@@ -99,7 +99,7 @@ def test_external_data_in_the_jit_and_in_a_shared_library(tmp_path) -> None:
     from needlec.compiler.pipeline import Pipeline
 
     graph = _large_state_graph()
-    externals = external_data(Pipeline().run(graph).program)
+    externals = external_data(Pipeline().run(graph).program, 64)
     assert sorted((e.writable, e.nbytes) for e in externals) == [(False, 64 * 48 * 4), (True, 2048 * 4)]
     assert all(e.nbytes > INLINE_LIMIT for e in externals)
     x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
@@ -117,19 +117,20 @@ def test_external_data_in_the_jit_and_in_a_shared_library(tmp_path) -> None:
 
 
 def test_aligned_bytes_copies_onto_the_alignment() -> None:
-    from needlec.runtime.jit import aligned_bytes
+    from needlec.build.jit import aligned_bytes
 
     data = np.arange(1000, dtype=np.float64)[::2]
-    copy = aligned_bytes(data)
-    assert copy.ctypes.data % 64 == 0 and copy.flags.writeable
-    np.testing.assert_array_equal(copy.view(np.float64), data)
+    for alignment in (64, 256):
+        copy = aligned_bytes(data, alignment)
+        assert copy.ctypes.data % alignment == 0 and copy.flags.writeable
+        np.testing.assert_array_equal(copy.view(np.float64), data)
 
 
 def test_progress_modes(monkeypatch) -> None:
     import io
 
-    from needlec.runtime import progress as progress_module
-    from needlec.runtime.progress import Progress
+    from needlec import progress as progress_module
+    from needlec.progress import Progress
 
     stream = io.StringIO()
     always = Progress("always", stream)
@@ -157,17 +158,16 @@ def test_progress_modes(monkeypatch) -> None:
         Progress("loud")
 
 
-def test_progress_wraps_passes_keeping_names_and_docs() -> None:
+def test_progress_reports_every_pass_as_an_instrument() -> None:
     import io
 
     from needlec.compiler.passes import PASSES
-    from needlec.runtime.progress import Progress
+    from needlec.compiler.pipeline import Pipeline
+    from needlec.progress import Progress
 
     stream = io.StringIO()
-    wrapped = Progress("always", stream).passes(PASSES)
-    assert [(p.name, p.kind, p.doc) for p in wrapped] == [(p.name, p.kind, p.doc) for p in PASSES]
     graph = Graph("g")
     x = graph.add_input("x", TensorType((2,), DType.F32))
     graph.set_outputs([graph.add("neg", x)])
-    wrapped[0].run(graph)
-    assert stream.getvalue().startswith("needlec: verify ")
+    Pipeline(instruments=[Progress("always", stream)]).run(graph)
+    assert [line.split()[1] for line in stream.getvalue().splitlines()] == [p.name for p in PASSES]

@@ -26,8 +26,8 @@ from needlec.compiler.passes.plan_memory import plan_memory
 from needlec.compiler.passes.schedule import schedule
 from needlec.compiler.pipeline import Pipeline
 from needlec.errors import CodegenError
-from needlec.compiler.codegen.target import CpuTarget
-from needlec.runtime.jit import jit_compile
+from needlec.compiler.target import Target
+from needlec.driver import jit_compile
 
 F32 = DType.F32
 RNG = np.random.default_rng(0)
@@ -40,7 +40,7 @@ def lowered(graph: Graph) -> Program:
 
 def run(program: Program, *arrays: np.ndarray) -> list[np.ndarray]:
     """Compile a copy of ``program`` and run it; always a list of outputs."""
-    out = jit_compile(plan_memory(replace(program)), CpuTarget.named())(*arrays)
+    out = jit_compile(plan_memory(replace(program)), Target.named())(*arrays)
     return list(out) if isinstance(out, tuple) else [out]
 
 
@@ -317,7 +317,15 @@ def test_vectorize_and_parallel_set_kinds_and_keep_results() -> None:
     kernel = vectorize(parallel(program.kernels[0], "i0"), "i1")
     assert find_loop(kernel, "i0").kind == "parallel" and find_loop(kernel, "i1").kind == "vectorize"
     assert vectorize(kernel, "i1") == kernel  # marking again is a no-op
-    assert_same(run(transformed(program, lambda k: kernel), a, b), [a + b])
+    assert_same(run(transformed(program, lambda k: vectorize(k, "i1")), a, b), [a + b])
+
+
+def test_a_loop_kind_the_target_cannot_emit_is_refused_not_run_serially() -> None:
+    program = lowered(add_graph((7, 10), (10,)))
+    assert "parallel" not in Target.named().loop_kinds  # no threaded runtime yet
+    with pytest.raises(CodegenError, match="k0_add: loop i0 is scheduled parallel, which target cpu cannot emit"):
+        run(transformed(program, lambda k: parallel(k, "i0")), np.zeros((7, 10), np.float32),
+            np.zeros(10, np.float32))
 
 
 def test_kind_requests_are_checked() -> None:

@@ -19,9 +19,9 @@ import pytest
 
 import needlec
 from needlec.cli import main
-from needlec.compiler.codegen.target import PSABI_LEVELS, CpuTarget
+from needlec.compiler.target import PSABI_LEVELS, CpuTarget
 from needlec.errors import ArtifactError, NeedlecError
-from needlec.runtime.checked import CPUID_BITS
+from needlec.build.checked import CPUID_BITS
 from needlec.runtime.cpu_check import missing_features
 
 ROOT = Path(__file__).resolve().parent.parent

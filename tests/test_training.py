@@ -14,7 +14,7 @@ import pytest
 import needlec
 from needlec import nn, optim
 from needlec.errors import NeedlecError, RuntimeInputError
-from needlec.runtime.header import c_header
+from needlec.build.header import c_header
 from needlec.runtime.signature import Signature, TensorSpec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,9 +1,9 @@
 """Whether this host can run code built for a set of CPU features: refuse clearly instead of dying with SIGILL.
 
 Artifacts record the LLVM features their code may use (``cpu`` and
-``cpu_features`` in the signature, see ``compiler/codegen/target.py``); the
+``cpu_features`` in the signature, see ``compiler/target.py``); the
 Python loaders check them here before any model code runs, and the C side
-(``runtime/checked.py``) checks them with CPUID.
+(``build/checked.py``) checks them with CPUID.
 """
 from __future__ import annotations
 

@@ -1,53 +1,38 @@
-"""CPU backend: a lowered ``Program`` -> one LLVM module with one entry point.
+"""CPU backend: render a lowered ``Program`` as one LLVM module with one entry point, as a ``CpuArtifact``.
 
-The module holds every kernel (internal functions, inlined by O3 where it
-pays), small weights as private constants, small variables (persistent state
-such as trained parameters) as private mutable globals initialised with their
-first value, a static arena for intermediates and three exported symbols:
-
-``int32_t needlec_run(void **inputs, void **outputs)``
-    runs the graph on caller-owned, contiguous input and output buffers;
-    returns 0 on success.
-``const char *needlec_signature(void)``
-    a JSON description of inputs, outputs and variables (name, shape, dtype)
-    used by the loaders to validate every call before it reaches native code.
-``void *needlec_variable(int32_t i)``
-    the storage of variable ``i`` (signature order), or NULL when out of range:
-    read or overwrite parameters and optimizer state between calls.
+The module holds every kernel (internal functions), small weights as private
+constants, small variables (persistent state such as trained parameters) as
+private mutable globals initialised with their first value, a static arena
+for intermediates and the three exported symbols of ``needlec/abi.py``
+(``needlec_run``, ``needlec_signature``, ``needlec_variable``).
 
 Constants and variables over ``INLINE_LIMIT`` bytes are *external data*: the
 module only declares them (``external hidden`` globals named by
 ``external_data``) and their bytes never pass through LLVM IR text, which
-would cost seconds and gigabytes for a 100 MB model. Whoever turns the module
-into machine code supplies the bytes: the JIT maps each symbol to a NumPy
-buffer (``runtime/jit.py``), shared libraries, objects and executables link a
-data object that holds them (``runtime/data_object.py``).
+would cost seconds and gigabytes for a 100 MB model. The artifact carries
+them; whoever turns it into machine code (``needlec/build``) supplies the
+bytes: the JIT maps each symbol to a NumPy buffer, shared libraries, objects
+and executables link a data object that holds them.
+
+This module only renders: parsing, optimising and object code are the build
+step's (``needlec/build/llvm.py``).
 """
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
-import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import numpy as np
 
+from needlec.abi import ENTRY, SIGNATURE, VARIABLE
 from needlec.compiler.codegen.half_libcalls import define_half_libcalls
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
-from needlec.compiler.codegen.target import CpuTarget, optimize
 from needlec.compiler.loops.ir import Program
-from needlec.errors import CodegenError
+from needlec.compiler.target import Target
 
-ENTRY = "needlec_run"
-SIGNATURE = "needlec_signature"
-VARIABLE = "needlec_variable"
-ALIGN = 64
 INLINE_LIMIT = 4096  # bytes: larger constants and variables are external data; smaller ones stay in the
 #                     module, where LLVM folds loads from them (scalars, small index tables)
-
-Stage = Callable[[str], AbstractContextManager]  # reports a named step of code generation (see runtime/progress.py)
 
 
 @dataclass(frozen=True)
@@ -55,62 +40,83 @@ class ExternalData:
     """A constant or variable whose bytes live outside the LLVM module, under ``symbol``.
 
     ``data`` is the (initial) value as a contiguous array; ``writable`` is set
-    for variables, which the entry point updates in place.
+    for variables, which the entry point updates in place; ``alignment`` is
+    the byte boundary its storage must start on.
     """
 
     symbol: str
     buffer: str
     data: np.ndarray
     writable: bool
+    alignment: int
 
     @property
     def nbytes(self) -> int:
         return int(self.data.nbytes)
 
 
-def external_data(program: Program) -> list[ExternalData]:
+def external_data(program: Program, alignment: int) -> list[ExternalData]:
     """The constants and variables of ``program`` larger than ``INLINE_LIMIT`` bytes, with their symbols."""
     found = []
     for name, data in program.constants.items():
         array = np.ascontiguousarray(data)
         if array.nbytes > INLINE_LIMIT:
             writable = program.storage[name].kind == "variable"
-            found.append(ExternalData(f"needlec_data_{len(found)}", name, array, writable))
+            found.append(ExternalData(f"needlec_data_{len(found)}", name, array, writable, alignment))
     return found
 
 
-def signature_json(program: Program, target: CpuTarget) -> str:
+@dataclass(frozen=True)
+class CpuArtifact:
+    """What the CPU backend renders for one program: LLVM IR text, its signature JSON and its external data.
+
+    ``llvm_ir`` is unoptimised and has no triple or data layout: the build
+    step sets both from ``target`` and optimises it.
+    """
+
+    name: str
+    llvm_ir: str
+    signature: str
+    external_data: tuple[ExternalData, ...]
+    target: Target
+
+
+def render(program: Program, target: Target) -> CpuArtifact:
+    """Render ``program`` for the CPU ``target`` as a ``CpuArtifact``."""
+    return CpuArtifact(program.name, str(emit_module(program, target)), signature_json(program, target),
+                       tuple(external_data(program, target.alignment)), target)
+
+
+def signature_json(program: Program, target: Target) -> str:
     """The JSON text ``needlec_signature`` returns, with the CPU features the code may use."""
     def entries(items: list) -> list[dict]:
         return [{"name": n, "shape": list(s), "dtype": d.np.name} for n, s, d in items]
 
     return json.dumps({"name": program.name, "inputs": entries(program.inputs),
                        "outputs": entries(program.outputs), "variables": entries(program.variables),
-                       "cpu": target.name, "cpu_features": list(target.features)})
+                       "cpu": target.cpu.name, "cpu_features": list(target.cpu.features)})
 
 
-def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool) -> ir.GlobalVariable:
+def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool, align: int) -> ir.GlobalVariable:
     ty = ir.ArrayType(I8, max(len(data), 1))
     var = ir.GlobalVariable(module, ty, name=name)
     var.initializer = ir.Constant(ty, bytearray(data or b"\0"))
     var.global_constant = constant
     var.linkage = "private"
-    var.align = ALIGN
+    var.align = align
     return var
 
 
-def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layout: str = "") -> ir.Module:
+def emit_module(program: Program, target: Target) -> ir.Module:
     """Render ``program`` as an LLVM IR module for ``target``."""
     module = ir.Module(name=llvm_name(program.name))
-    module.triple = triple
-    module.data_layout = data_layout
-
+    align = target.alignment
     pointers: dict[str, ir.Value] = {}
-    for external in external_data(program):
+    for external in external_data(program, align):
         ty = ir.ArrayType(I8, external.nbytes)
         var = ir.GlobalVariable(module, ty, name=external.symbol)  # no initializer: a declaration
         var.global_constant = not external.writable
-        var.align = ALIGN
+        var.align = align
         pointers[external.buffer] = var
     for i, (name, data) in enumerate(program.constants.items()):
         if name in pointers:
@@ -118,17 +124,17 @@ def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layo
         constant = program.storage[name].kind == "constant"
         prefix = "const" if constant else "var"
         pointers[name] = _byte_global(module, f"{prefix}.{i}.{llvm_name(name)}", np.ascontiguousarray(data).tobytes(),
-                                      constant)
+                                      constant, align)
     arena = None
     if program.arena_size:
         ty = ir.ArrayType(I8, program.arena_size)
         arena = ir.GlobalVariable(module, ty, name="needlec.arena")
         arena.initializer = ir.Constant(ty, None)
         arena.linkage = "internal"
-        arena.align = ALIGN
+        arena.align = align
 
     define_half_libcalls(module)
-    kernels = [KernelEmitter(module, k).emit() for k in program.kernels]
+    kernels = [KernelEmitter(module, k, target).emit() for k in program.kernels]
     for fn in kernels:  # why: inlining every kernel into the entry makes O3 superlinear (17 s -> 3 s measured)
         fn.attributes.add("noinline")
 
@@ -149,7 +155,7 @@ def emit_module(program: Program, target: CpuTarget, triple: str = "", data_layo
     b.ret(ir.Constant(I32, 0))
 
     text = signature_json(program, target).encode() + b"\0"
-    sig = _byte_global(module, "signature.text", text, True)
+    sig = _byte_global(module, "signature.text", text, True, 1)
     getter = ir.Function(module, ir.FunctionType(PTR, []), name=SIGNATURE)
     ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
     _emit_variable_accessor(module, [pointers[n] for n, where in program.storage.items() if where.kind == "variable"])
@@ -167,30 +173,3 @@ def _emit_variable_accessor(module: ir.Module, variables: list[ir.Value]) -> Non
         switch.add_case(ir.Constant(I32, i), block)
         ir.IRBuilder(block).ret(var)
     ir.IRBuilder(null).ret(ir.Constant(PTR, None))
-
-
-def no_stage(name: str) -> AbstractContextManager:
-    """A ``Stage`` that reports nothing."""
-    return nullcontext()
-
-
-def compile_module(program: Program, target: CpuTarget, target_machine: "llvm.TargetMachine",
-                   stage: Stage = no_stage) -> "llvm.ModuleRef":
-    """Render, parse, verify and O3-optimise ``program`` for ``target`` (``target_machine`` is made from it).
-
-    External data is declared with hidden visibility: a shared library
-    resolves it inside itself (PC-relative, no GOT entry, not exported).
-    ``stage(name)`` wraps each step (progress reporting).
-    """
-    with stage("llvm: render and parse"):
-        module = emit_module(program, target, target_machine.triple, str(target_machine.target_data))
-        try:
-            ref = llvm.parse_assembly(str(module))
-            for external in external_data(program):
-                ref.get_global_variable(external.symbol).visibility = "hidden"
-            ref.verify()
-        except RuntimeError as exc:
-            raise CodegenError(f"LLVM rejected the module for {program.name}: {exc}") from None
-    with stage("llvm: optimize (O3)"):
-        optimize(ref, target_machine)
-    return ref

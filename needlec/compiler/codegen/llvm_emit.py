@@ -36,6 +36,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
+from needlec.compiler.target import Target
 from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
                                        LocalRef, Loop, Select, Stmt, Store, Unary, Var)
 from needlec.errors import CodegenError
@@ -60,12 +61,11 @@ _REGISTER_AS: dict[DType, DType] = {DType.BF16: DType.F32, **{d: DType.F32 for d
                                     DType.I4: DType.I8, DType.I2: DType.I8, DType.U4: DType.U8, DType.U2: DType.U8}
 _REGISTER_TYPES: dict[DType, ir.Type] = {**_MEMORY_TYPES, DType.BOOL: I1,
                                          **{d: _MEMORY_TYPES[a] for d, a in _REGISTER_AS.items()}}
-_SUFFIX = {DType.F16: "f16", DType.F32: "f32", DType.F64: "f64"}
-# functions LLVM has no intrinsic for: libm symbols, resolved in-process by MCJIT and by -lm in a shared library
-_LIBM = {"erf": "erf", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh"}
-_FLOAT_INTRINSIC = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tan": "tan",
-                    "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
-                    "tanh": "tanh", "floor": "floor", "ceil": "ceil", "round": "roundeven", "abs": "fabs"}
+# float unary op -> the math function (``Target.math``) computing it
+_FLOAT_MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tan": "tan",
+               "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
+               "tanh": "tanh", "floor": "floor", "ceil": "ceil", "round": "roundeven", "abs": "fabs",
+               "erf": "erf", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh"}
 # float ops whose result is exact on bf16 inputs (no rounding back to bf16 needed)
 _EXACT_ON_BF16 = frozenset({"neg", "abs", "floor", "ceil", "round", "max", "min"})
 _NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
@@ -166,11 +166,12 @@ NARROW_FLOATS = {
 
 
 class KernelEmitter:
-    """Emits one kernel into an LLVM module."""
+    """Emits one kernel into an LLVM module for ``target`` (its math functions and loop kinds)."""
 
-    def __init__(self, module: ir.Module, kernel: Kernel, linkage: str = "internal") -> None:
+    def __init__(self, module: ir.Module, kernel: Kernel, target: Target, linkage: str = "internal") -> None:
         self.module = module
         self.kernel = kernel
+        self.target = target
         fnty = ir.FunctionType(ir.VoidType(), [PTR] * len(kernel.buffers))
         self.function = ir.Function(module, fnty, name=llvm_name(kernel.name))
         self.function.linkage = linkage
@@ -241,6 +242,9 @@ class KernelEmitter:
         return self.expr(v)
 
     def loop(self, s: Loop) -> None:
+        if s.kind not in self.target.loop_kinds:  # why: running a parallel or GPU loop serially hides a bug
+            raise CodegenError(f"kernel {self.kernel.name}: loop {s.var} is scheduled {s.kind}, which target "
+                               f"{self.target.name} cannot emit (it emits {', '.join(sorted(self.target.loop_kinds))})")
         b = self.builder
         pre = b.block
         header = self.function.append_basic_block(f"{s.var}.header")
@@ -307,15 +311,9 @@ class KernelEmitter:
         return b.bitcast(b.select(b.fcmp_unordered("uno", x, x), quiet_nan, rounded), F32)
 
     def intrinsic(self, name: str, dtype: DType, args: list[ir.Value]) -> ir.Value:
-        """Call ``llvm.<name>.<type>`` (or a libm function where LLVM has no intrinsic)."""
+        """Call math function ``name`` on ``dtype`` values through the target's math table."""
         dtype = _register_as(dtype)
-        if name in _LIBM:
-            if dtype not in (DType.F32, DType.F64):
-                raise CodegenError(f"{name} has no {dtype.value} implementation")
-            symbol = _LIBM[name] + ("f" if dtype is DType.F32 else "")
-        else:
-            symbol = f"llvm.{name}.{_SUFFIX[dtype]}"
-        return self.intrinsic_call(symbol, register_type(dtype), args)
+        return self.intrinsic_call(self.target.math_symbol(name, dtype.value), register_type(dtype), args)
 
     def intrinsic_call(self, symbol: str, result: ir.Type, args: list[ir.Value]) -> ir.Value:
         """Call the function ``symbol`` (declared on first use) returning ``result``."""
@@ -329,10 +327,8 @@ class KernelEmitter:
         if dtype.is_float:
             if op == "neg":
                 return b.fneg(x)
-            if op in _FLOAT_INTRINSIC:
-                return self.intrinsic(_FLOAT_INTRINSIC[op], dtype, [x])
-            if op in _LIBM:
-                return self.intrinsic(op, dtype, [x])
+            if op in _FLOAT_MATH:
+                return self.intrinsic(_FLOAT_MATH[op], dtype, [x])
         elif op == "neg":
             return b.neg(x)
         elif op == "abs":

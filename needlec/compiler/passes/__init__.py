@@ -1,7 +1,10 @@
-"""The ordered pass table: every pass needlec runs, by name, in pipeline order.
+"""The ordered pass tables: every pass needlec runs, by name, in pipeline order, per target.
 
 ``kind`` says what a pass maps: ``graph`` (Graph -> Graph), ``lower``
-(Graph -> loop-IR Program) or ``loops`` (Program -> Program).
+(Graph -> loop-IR Program) or ``loops`` ((Program, Target) -> Program).
+Graph passes and the lowering are shared by every target; each target has
+its own loop passes (``LOOP_PASSES``); ``passes_for(name)`` is one target's
+whole table.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class Pass:
         return (self.run.__doc__ or "").strip().splitlines()[0]
 
 
-PASSES: tuple[Pass, ...] = (
+GRAPH_PASSES: tuple[Pass, ...] = (
     Pass("verify", verify, "graph"),
     Pass("canonicalize", canonicalize, "graph"),
     Pass("constant_fold", constant_fold, "graph"),
@@ -40,8 +43,21 @@ PASSES: tuple[Pass, ...] = (
     Pass("dce", dce, "graph"),
     Pass("materialize_outputs", materialize_outputs, "graph"),
     Pass("lower_to_loops", lower_to_loops, "lower"),
-    Pass("schedule", schedule, "loops"),
-    Pass("plan_memory", plan_memory, "loops"),
 )
 
-PASS_NAMES: tuple[str, ...] = tuple(p.name for p in PASSES)
+LOOP_PASSES: dict[str, tuple[Pass, ...]] = {
+    "cpu": (
+        Pass("schedule", schedule, "loops"),
+        Pass("plan_memory", plan_memory, "loops"),
+    ),
+}
+
+
+def passes_for(target: str) -> tuple[Pass, ...]:
+    """The whole pass table of target ``target`` (``cpu``): the shared graph passes, then its loop passes."""
+    return GRAPH_PASSES + LOOP_PASSES[target]
+
+
+PASSES: tuple[Pass, ...] = passes_for("cpu")
+PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for table in LOOP_PASSES
+                                                  for p in GRAPH_PASSES + LOOP_PASSES[table]))

@@ -2,25 +2,26 @@
 
 Liveness is measured in kernel order: a buffer is live from the kernel that
 first touches it to the last kernel that reads it. Buffers a kernel touches
-for the first time are placed (first fit, 64-byte aligned) before buffers
+for the first time are placed (first fit, aligned to the target's ``alignment``) before buffers
 dying at that kernel are released, so a kernel never writes over its own
 inputs.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from needlec.compiler.loops.ir import Program
 
-ALIGN = 64
+if TYPE_CHECKING:
+    from needlec.compiler.target import Target
+
+ALIGN = 64  # bytes, without a target: a cache line, and the widest (AVX-512) vector
 
 
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-def plan_memory(program: Program) -> Program:
-    """Assign arena offsets to every arena buffer and set ``arena_size``."""
+def plan_memory(program: Program, target: "Target | None" = None) -> Program:
+    """Assign arena offsets to every arena buffer (aligned to the target's alignment) and set ``arena_size``."""
+    align = target.alignment if target is not None else ALIGN
     arena = {name for name, where in program.storage.items() if where.kind == "arena"}
     first: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -37,7 +38,7 @@ def plan_memory(program: Program) -> Program:
         for buf in kernel.buffers:
             if first.get(buf.name) != i:
                 continue
-            nbytes = _align(max(buf.size * buf.dtype.itemsize, 1))
+            nbytes = -(-max(buf.size * buf.dtype.itemsize, 1) // align) * align
             offset = 0
             for start, length in sorted(live.values()):
                 if start - offset >= nbytes:

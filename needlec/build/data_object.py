@@ -3,7 +3,7 @@
 Each ``ExternalData`` is written raw to a file and pulled into an assembly
 file with ``.incbin``; the system C compiler assembles it. Constants go to a
 read-only section, variables to a writable one; every symbol is global and
-hidden, 64-byte aligned, sized and typed as an object, so the model's LLVM
+hidden, aligned as the artifact asks (64 bytes on CPUs), sized and typed as an object, so the model's LLVM
 object (which declares them ``external hidden``) links against it inside a
 shared library, a relocatable object or an executable. Assembling is linear
 in the bytes and takes well under a second per 100 MB.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from needlec.compiler.codegen.cpu import ALIGN, ExternalData
-from needlec.runtime.toolchain import run_cc
+from needlec.compiler.codegen.cpu import ExternalData
+from needlec.build.toolchain import run_cc
 
 _SECTIONS = {False: '.section .rodata.needlec,"a",%progbits', True: '.section .data.needlec,"aw",%progbits'}
 
@@ -23,7 +23,7 @@ def data_assembly(externals: list[ExternalData], files: list[str]) -> str:
     lines = ['.section .note.GNU-stack,"",%progbits']  # no executable stack for the linked artifact
     for external, path in zip(externals, files):
         lines += [_SECTIONS[external.writable],
-                  f".p2align {ALIGN.bit_length() - 1}",
+                  f".p2align {external.alignment.bit_length() - 1}",
                   f".globl {external.symbol}",
                   f".hidden {external.symbol}",
                   f".type {external.symbol}, %object",

@@ -1,9 +1,9 @@
-"""In-process JIT: an optimised LLVM module loaded with MCJIT and called through ctypes.
+"""In-process JIT: an artifact's optimised module loaded with MCJIT, returned as a runtime ``NativeModel``.
 
 External data (constants and variables over ``INLINE_LIMIT`` bytes, see
 ``compiler/codegen/cpu.py``) is mapped into the engine: each declared symbol
-points to a 64-byte aligned NumPy copy of its bytes, kept alive by the
-returned model. Variables are updated in those copies in place.
+points to an aligned NumPy copy of its bytes, kept alive by the returned
+model. Variables are updated in those copies in place.
 """
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import ctypes
 import llvmlite.binding as llvm
 import numpy as np
 
-from needlec.compiler.codegen.cpu import (ALIGN, ENTRY, SIGNATURE, VARIABLE, Stage, no_stage, compile_module,
-                                          external_data)
-from needlec.compiler.codegen.target import CpuTarget
-from needlec.compiler.loops.ir import Program
+from needlec.abi import ENTRY, SIGNATURE, VARIABLE
+from needlec.build.llvm import optimized_module
+from needlec.compiler.codegen.cpu import CpuArtifact
+from needlec.compiler.pipeline import Stage, no_stage
 from needlec.runtime.cpu_check import check_cpu_features
 from needlec.runtime.native import EntryFn, NativeModel, VariableFn
 from needlec.runtime.signature import Signature
 
 
-def aligned_bytes(data: np.ndarray, alignment: int = ALIGN) -> np.ndarray:
+def aligned_bytes(data: np.ndarray, alignment: int) -> np.ndarray:
     """A writable copy of ``data``'s bytes whose first byte lies on an ``alignment`` boundary."""
     raw = np.empty(data.nbytes + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
@@ -30,20 +30,20 @@ def aligned_bytes(data: np.ndarray, alignment: int = ALIGN) -> np.ndarray:
     return copy
 
 
-def jit_compile(program: Program, target: CpuTarget, stage: Stage = no_stage) -> NativeModel:
-    """Compile ``program`` for ``target`` and return a callable bound to it.
+def jit_load(artifact: CpuArtifact, stage: Stage = no_stage) -> NativeModel:
+    """Build ``artifact`` into this process and return a callable bound to it.
 
-    ArtifactError when this host lacks features ``target``'s code may use:
+    ArtifactError when this host lacks features the artifact's code may use:
     code built for another CPU can be exported, not run here.
     """
-    check_cpu_features(target.name, target.features, "the compiled code")
-    target_machine = target.target_machine(pic=False)
-    module = compile_module(program, target, target_machine, stage)
+    cpu = artifact.target.cpu
+    check_cpu_features(cpu.name, cpu.features, "the compiled code")
+    module, machine = optimized_module(artifact, pic=False, stage=stage)
     with stage("jit: load"):
-        engine = llvm.create_mcjit_compiler(module, target_machine)
+        engine = llvm.create_mcjit_compiler(module, machine)
         buffers = []
-        for external in external_data(program):
-            buffer = aligned_bytes(external.data)
+        for external in artifact.external_data:
+            buffer = aligned_bytes(external.data, external.alignment)
             engine.add_global_mapping(module.get_global_variable(external.symbol), buffer.ctypes.data)
             buffers.append(buffer)
         engine.finalize_object()

@@ -19,7 +19,7 @@ name whose macros would repeat an earlier tensor's gets its slot appended. Table
 same tensors at run time.
 
 Libraries, objects and executables written by needlec also define the
-shape-checked entry ``needlec_run_checked`` (``runtime/checked.py``): it takes
+shape-checked entry ``needlec_run_checked`` (``build/checked.py``): it takes
 ``needlec_tensor`` descriptions (data, dtype code, rank, shape), validates
 them against the signature and returns ``NEEDLEC_OK`` or an error code with
 a one-line message from ``needlec_last_error()``. Dtype codes are ONNX's
@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from needlec.compiler.codegen.cpu import ENTRY, SIGNATURE, VARIABLE
+from needlec.abi import ENTRY, SIGNATURE, VARIABLE
 from needlec.errors import ArtifactError
 from needlec.runtime.signature import Signature, TensorSpec
 

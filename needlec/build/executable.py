@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from needlec.runtime.checked import HEADER_NAME
+from needlec.build.checked import HEADER_NAME
 from needlec.runtime.signature import Signature
 
 

@@ -1,4 +1,7 @@
-"""Progress of a long compilation: one line per finished stage (graph pass, code generation, linking).
+"""Progress of a long compilation: one line per finished stage (pass, code generation, linking).
+
+``Progress`` is a pipeline ``Instrumentation`` (each pass is a stage) and a
+``Stage`` for the steps after the pipeline (rendering, LLVM, linking).
 
 A line reads ``needlec: <stage> <duration>``. ``Progress("always")`` prints
 every stage (the CLI's ``compile``), ``Progress("auto")`` stays silent until
@@ -10,13 +13,13 @@ with IR dumps or results on standard output.
 """
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from needlec.compiler.passes import Pass
+from needlec.compiler.pipeline import Instrumentation
 from needlec.errors import NeedlecError
 
 MODES = ("always", "auto", "never")
@@ -27,7 +30,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms" if seconds < 1 else f"{seconds:8.2f} s "
 
 
-class Progress:
+class Progress(Instrumentation):
     """Reports the named stages of one compilation on ``stream``; see the module docstring."""
 
     def __init__(self, mode: str = "auto", stream: TextIO | None = None) -> None:
@@ -77,14 +80,7 @@ class Progress:
             self.stream.flush()
             self._pending.clear()
 
-    def passes(self, passes: Sequence[Pass]) -> tuple[Pass, ...]:
-        """``passes`` with each run reported as a stage named after the pass."""
-        return tuple(Pass(p.name, self._staged(p.name, p.run), p.kind) for p in passes)
-
-    def _staged(self, name: str, run: Any) -> Any:
-        @functools.wraps(run)
-        def staged(ir: Any) -> Any:
-            with self.stage(name):
-                return run(ir)
-
-        return staged
+    def run_pass(self, p: Pass, run: Callable[[], Any]) -> Any:
+        """Each pass is a stage named after it."""
+        with self.stage(p.name):
+            return run()

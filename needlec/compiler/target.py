@@ -1,4 +1,13 @@
-"""CPU targets: which CPU the code is tuned for and exactly which instruction-set features it may use.
+"""Targets: what a backend can do, from the API/CLI through the pipeline into codegen.
+
+A ``Target`` names the backend (``cpu``), the CPU it is for (``CpuTarget``),
+its widest vector, its cores, whether it has shared memory (GPUs), its math
+functions (op -> symbol per dtype: what the renderer may call) and the loop
+kinds its code generator can emit. ``Target.named(name, cpu=...)`` builds one;
+the loop passes and codegen read it, so nothing below the API asks the host
+directly.
+
+CPUs: which CPU the code is tuned for and exactly which instruction-set features it may use.
 
 ``CpuTarget.named(name)`` resolves what a user asks for (``cpu=`` in the API,
 ``--cpu`` on the command line):
@@ -22,11 +31,13 @@ and the runtime refuses them on a host that lacks any (never SIGILL).
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Mapping
 
 import llvmlite.binding as llvm
 
@@ -80,18 +91,6 @@ class CpuTarget:
         known = sorted(set(host_features()) | wanted)
         return ",".join(("+" if f in wanted else "-") + f for f in known)
 
-    def target_machine(self, pic: bool = True) -> llvm.TargetMachine:
-        """A new target machine for this CPU at O3 (position-independent by default).
-
-        Not cached: an MCJIT engine takes ownership of the target machine it is given.
-        """
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
-        return target.create_target_machine(cpu=self.cpu, features=self.feature_string(), opt=3,
-                                            reloc="pic" if pic else "default",
-                                            codemodel="default" if pic else "jitdefault")
-
 
 def _compiler_features(name: str) -> tuple[str, ...]:
     """The features of CPU ``name`` from the C compiler's predefined macros (``cc -march=NAME``)."""
@@ -114,10 +113,65 @@ def _compiler_features(name: str) -> tuple[str, ...]:
     return tuple(sorted(features))
 
 
-def optimize(module: llvm.ModuleRef, target_machine: llvm.TargetMachine) -> None:
-    """Run LLVM's O3 module pipeline (vectorizers on) over ``module`` in place."""
-    options = llvm.create_pipeline_tuning_options(speed_level=3)
-    options.loop_vectorization = True
-    options.slp_vectorization = True
-    builder = llvm.create_pass_builder(target_machine, options)
-    builder.getModulePassManager().run(module, builder)
+TARGET_NAMES = ("cpu",)
+# math functions LLVM lowers itself (intrinsics ``llvm.<name>.<type>``): the CPU backend calls these
+_LLVM_MATH = ("exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+              "floor", "ceil", "roundeven", "fabs", "pow", "maximum", "minimum")
+# functions LLVM has no intrinsic for: libm symbols, resolved in-process by MCJIT and by -lm in a shared library
+_LIBM_MATH = ("erf", "asinh", "acosh", "atanh")
+
+
+def cpu_math_table() -> dict[str, dict[str, str]]:
+    """The CPU backend's math functions: function name -> {dtype name: symbol to call}."""
+    table = {name: {t: f"llvm.{name}.{t}" for t in ("f16", "f32", "f64")} for name in _LLVM_MATH}
+    table.update({name: {"f32": name + "f", "f64": name} for name in _LIBM_MATH})
+    return table
+
+
+def _vector_bits(features: tuple[str, ...]) -> int:
+    """The widest vector register the features give (SSE 128, AVX 256, AVX-512 512 bits)."""
+    return 512 if "avx512f" in features else 256 if "avx" in features else 128
+
+
+def _host_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one backend can do: the pipeline picks loop passes by ``name``, codegen renders for it.
+
+    ``cpu`` is the CPU the code is for (host or a named baseline);
+    ``vector_bits`` its widest vector register; ``cores`` how many cores code
+    may use; ``shared_memory`` whether threads share a fast scratch memory
+    (GPU blocks); ``alignment`` the byte alignment of buffers; ``math`` maps a
+    math function (``exp``, ``erf``, ``roundeven``, ...) and a dtype name to the
+    symbol codegen calls; ``loop_kinds`` are the loop schedules codegen can
+    emit (a loop of another kind is refused, never run serially).
+    """
+
+    name: str
+    cpu: CpuTarget
+    vector_bits: int
+    cores: int
+    shared_memory: bool
+    alignment: int
+    loop_kinds: frozenset[str]
+    math: Mapping[str, Mapping[str, str]] = field(compare=False, hash=False, repr=False)
+
+    @staticmethod
+    def named(name: str = "cpu", cpu: str = "host") -> "Target":
+        """The target ``name`` (``cpu``) for CPU ``cpu``; CodegenError naming the choices otherwise."""
+        if name not in TARGET_NAMES:
+            raise CodegenError(f"unknown target {name!r}; available: {', '.join(TARGET_NAMES)}")
+        resolved = CpuTarget.named(cpu)
+        return Target(name, resolved, _vector_bits(resolved.features), _host_cores(), shared_memory=False,
+                      alignment=64, loop_kinds=frozenset({"serial", "vectorize"}), math=cpu_math_table())
+
+    def math_symbol(self, function: str, dtype: str) -> str:
+        """The symbol implementing math ``function`` on ``dtype`` values; CodegenError if the target has none."""
+        symbols = self.math.get(function, {})
+        if dtype not in symbols:
+            raise CodegenError(f"target {self.name} has no {dtype} {function}"
+                               + (f" (it has {', '.join(sorted(symbols))})" if symbols else ""))
+        return symbols[dtype]

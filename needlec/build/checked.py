@@ -10,14 +10,14 @@ signature's ``cpu_features``): a library built for a newer CPU returns
 dying with SIGILL. CPUID covers the extensions in ``CPUID_BITS`` (every one
 LLVM's vectorizers use); the Python loaders check all features.
 It is compiled into every shared library, object and executable needlec
-writes (``runtime/library.py``); the JIT has no use for it, as Python
+writes (``build/native.py``); the JIT has no use for it, as Python
 validates every call itself.
 """
 from __future__ import annotations
 
 import json
 
-from needlec.runtime.header import DTYPE_CODES
+from needlec.build.header import DTYPE_CODES
 from needlec.runtime.signature import Signature
 
 HEADER_NAME = "needlec_model.h"
