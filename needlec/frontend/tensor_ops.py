@@ -2,9 +2,11 @@
 
 Each function takes Tensors (or Parameters, NumPy arrays and Python scalars,
 which become constants; see ``tensor.promote`` for the dtype rules), appends
-nodes to the graph being traced and returns a Tensor. Composite ops (mean,
-softmax, linear, pooling with averaging, stack, ...) decompose into
-primitives here, so the compiler only ever sees primitives.
+nodes to the graph being traced and returns a Tensor. Composite ops
+decompose into primitives, so the compiler only ever sees primitives: those
+shared with the ONNX importer (softmax, log_softmax, ...) are built by
+``compiler/ops/composites.py`` into the graph being traced (``composite``),
+the frontend-only ones (mean, linear, pooling with averaging, stack) here.
 
 Axes may be negative; ``axis=None`` in a reduction means every axis.
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 import builtins
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.errors import ShapeError, TraceError
 from needlec.frontend.tensor import (DTypeLike, Tensor, active_context, as_tensor, graph_of, promote,
                                      to_dtype)
@@ -41,6 +45,15 @@ def _apply(op: str, *inputs: Tensor, **attrs: Any) -> Tensor:
     """Append one ``op`` node reading ``inputs`` (Tensors of one graph) and return its output."""
     graph = inputs[0].graph
     return Tensor(graph.add(op, *[t.value for t in inputs], **attrs), graph)
+
+
+def composite(fn: Callable[..., Value], x: Tensor, *args: Any, **attrs: Any) -> Tensor:
+    """The composite ``fn`` of ``compiler/ops/composites.py`` built into ``x``'s graph, wrapped as a Tensor.
+
+    ``args`` may hold further Tensors (passed as their values) and attributes.
+    """
+    values = [a.value if isinstance(a, Tensor) else a for a in args]
+    return Tensor(fn(x.graph, x.value, *values, **attrs), x.graph)
 
 
 def _tensor(x: Any, what: str) -> Tensor:
@@ -612,14 +625,11 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
 
 
 def softmax(x: Any, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``axis``, computed stably (the maximum is subtracted first)."""
-    t = _float_input(x, "softmax")
-    e = exp(t - max(t, axis, keepdims=True))
-    return e / sum(e, axis, keepdims=True)
+    """exp(x) / sum(exp(x)) along ``axis``, computed stably (``composites.softmax``; a row of only -inf gives
+    NaN, as in PyTorch)."""
+    return composite(C.softmax, _float_input(x, "softmax"), axis)
 
 
 def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """x - log(sum(exp(x))) along ``axis``, computed stably (the maximum is subtracted first)."""
-    t = _float_input(x, "log_softmax")
-    shifted = t - max(t, axis, keepdims=True)
-    return shifted - log(sum(exp(shifted), axis, keepdims=True))
+    """x - log(sum(exp(x))) along ``axis``, computed stably (``composites.log_softmax``)."""
+    return composite(C.log_softmax, _float_input(x, "log_softmax"), axis)

@@ -1,21 +1,25 @@
 """Layer-level composite ops (the ``torch.nn.functional`` part of ``needlec.ops``).
 
 Activations beyond ``relu``/``tanh``/``sigmoid``, normalisation, dropout and
-embedding lookups, each decomposed into primitives. Written so that both the
-values and the gradients stay finite for extreme inputs: branches that a
+embedding lookups, each decomposed into primitives. GELU, ELU, softplus,
+layer and batch normalisation are the ones shared with the ONNX importer
+(``compiler/ops/composites.py``); this module converts and checks the
+operands and builds them into the graph being traced. Written so that both
+the values and the gradients stay finite for extreme inputs: branches that a
 ``where`` discards are kept in range (``exp`` only ever sees non-positive
 arguments), because the gradient of a discarded ``inf`` branch is ``0 * inf``.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.errors import ShapeError, TraceError
 from needlec.frontend import tensor_ops as F
-from needlec.frontend.tensor import Tensor, as_tensor, graph_of
+from needlec.frontend.tensor import Tensor, as_tensor, graph_of, promote
 
 __all__ = ["gelu", "silu", "leaky_relu", "elu", "softplus", "layer_norm", "batch_moments", "batch_norm",
            "dropout", "embedding"]
@@ -29,12 +33,9 @@ def _float(x: Any, what: str) -> Tensor:
 
 def gelu(x: Any, approximate: str = "none") -> Tensor:
     """x * Phi(x): the erf form (``approximate="none"``) or PyTorch's ``"tanh"`` approximation."""
-    t = _float(x, "gelu")
-    if approximate == "none":
-        return 0.5 * t * (1.0 + F.erf(t * (1.0 / math.sqrt(2.0))))
-    if approximate == "tanh":
-        return 0.5 * t * (1.0 + F.tanh(math.sqrt(2.0 / math.pi) * (t + 0.044715 * t * t * t)))
-    raise TraceError(f"gelu: approximate must be 'none' or 'tanh', found {approximate!r}")
+    if approximate not in C.GELU_FORMS:
+        raise TraceError(f"gelu: approximate must be 'none' or 'tanh', found {approximate!r}")
+    return F.composite(C.gelu, _float(x, "gelu"), approximate)
 
 
 def silu(x: Any) -> Tensor:
@@ -50,38 +51,45 @@ def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
 
 
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
-    """x where x > 0, else alpha * (exp(x) - 1)."""
-    t = _float(x, "elu")
-    return F.where(t > 0, t, alpha * (F.exp(F.minimum(t, 0.0)) - 1.0))
+    """x where x > 0, else alpha * (exp(x) - 1) (``composites.elu``)."""
+    return F.composite(C.elu, _float(x, "elu"), alpha)
 
 
 def softplus(x: Any) -> Tensor:
-    """log(1 + exp(x)) computed stably as max(x, 0) + log(1 + exp(-|x|)).
-
-    Both terms take the ``x <= 0`` branch at 0, so the gradient there is
-    exactly sigmoid(0) = 0.5 (an ``abs`` would contribute a zero subgradient).
-    """
-    t = _float(x, "softplus")
-    positive = t > 0
-    magnitude = F.where(positive, t, -t)
-    return F.where(positive, t, 0.0) + F.log(1.0 + F.exp(-magnitude))
+    """log(1 + exp(x)) computed stably as max(x, 0) + log1p(exp(-|x|)) (``composites.softplus``: PyTorch's
+    beta 1 without its threshold cut, exact for tiny results; the gradient at 0 is 0.5)."""
+    return F.composite(C.softplus, _float(x, "softplus"))
 
 
 def layer_norm(x: Any, normalized_shape: int | Sequence[int], weight: Any = None, bias: Any = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalise over the trailing ``normalized_shape`` axes (mean 0, biased variance 1), then scale and shift."""
+    """Normalise over the trailing ``normalized_shape`` axes (mean 0, biased variance 1), then scale and shift.
+
+    ``x``, ``weight`` and ``bias`` are promoted to one float dtype first (``composites.layer_norm``).
+    """
     t = _float(x, "layer_norm")
+    t, weight, bias = _promoted(t, weight, bias, "layer_norm")
     shape = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) \
         else tuple(int(d) for d in normalized_shape)
     if len(shape) > t.ndim or t.shape[t.ndim - len(shape):] != shape:
         raise ShapeError(f"layer_norm: normalized_shape {shape} does not match the trailing axes of input "
                          f"shape {t.shape}")
-    axes = tuple(range(t.ndim - len(shape), t.ndim))
-    centred = t - F.mean(t, axes, keepdims=True)
-    out = centred * F.rsqrt(F.mean(centred * centred, axes, keepdims=True) + eps)
-    if weight is not None:
-        out = out * weight
-    return out if bias is None else out + bias
+    axes = list(range(t.ndim - len(shape), t.ndim))
+    y, _, _ = C.layer_norm(t.graph, t.value, axes, eps, _value(weight), _value(bias))
+    return Tensor(y, t.graph)
+
+
+def _promoted(x: Tensor, weight: Any, bias: Any, what: str) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``x`` and the optional affine operands as Tensors of one (NumPy-promoted) dtype."""
+    given = [v for v in (weight, bias) if v is not None]
+    x, *rest = promote([x, *given], what)
+    weight = rest.pop(0) if weight is not None else None
+    bias = rest.pop(0) if bias is not None else None
+    return x, weight, bias
+
+
+def _value(t: Tensor | None) -> Value | None:
+    return None if t is None else t.value
 
 
 def _channel_axes(x: Tensor, what: str) -> tuple[int, ...]:
@@ -94,10 +102,8 @@ def _channel_axes(x: Tensor, what: str) -> tuple[int, ...]:
 def batch_moments(x: Any) -> tuple[Tensor, Tensor]:
     """Per-channel mean and biased variance of an (N, C, ...) input, each of shape (C,) (two-pass)."""
     t = _float(x, "batch_moments")
-    axes = _channel_axes(t, "batch_moments")
-    mean = F.mean(t, axes, keepdims=True)
-    centred = t - mean
-    return F.reshape(mean, (-1,)), F.mean(centred * centred, axes)
+    mean, _, var = C.moments(t.graph, t.value, _channel_axes(t, "batch_moments"))
+    return F.reshape(Tensor(mean, t.graph), (-1,)), F.reshape(Tensor(var, t.graph), (-1,))
 
 
 def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
@@ -105,21 +111,41 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
     """Normalise each channel (axis 1) of an (N, C, ...) input, then scale by ``weight`` and shift by ``bias``.
 
     With ``training`` (or no running statistics) the batch's own mean and
-    biased variance are used, else ``running_mean`` / ``running_var``. Pure:
+    biased variance are used (``composites.batch_norm_training``, centred),
+    else ``running_mean`` / ``running_var`` in the folded inference form
+    ``x * k + (bias - mean * k)``, ``k = weight / sqrt(var + eps)``
+    (``composites.batch_norm_inference``, as PyTorch's CPU kernel). Pure:
     running statistics are never updated here (``nn.BatchNorm*`` proposes the
     updates to the trace; see its docstring).
     """
-    t = _float(x, "batch_norm")
     if training or running_mean is None or running_var is None:
-        mean, var = batch_moments(t)
-    else:
-        mean, var = running_mean, running_var
-    axes = _channel_axes(t, "batch_norm")
-    per_channel = (-1,) + (1,) * len(axes[1:])
-    out = (t - F.reshape(mean, per_channel)) * F.reshape(F.rsqrt(var + eps), per_channel)
-    if weight is not None:
-        out = out * F.reshape(weight, per_channel)
-    return out if bias is None else out + F.reshape(bias, per_channel)
+        return batch_norm_training(x, weight, bias, eps)[0]
+    t, scale, shift = _per_channel_affine(x, weight, bias, "batch_norm")
+    mean, var = (_per_channel(as_tensor(v, t.graph, "batch_norm").astype(t.dtype), t.ndim)
+                 for v in (running_mean, running_var))
+    return Tensor(C.batch_norm_inference(t.graph, t.value, mean, var, eps, scale, shift), t.graph)
+
+
+def batch_norm_training(x: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+    """``batch_norm`` with the batch's statistics, also returning them: (y, mean, biased variance), each
+    statistic of shape (C,) (``nn.BatchNorm*`` proposes running-statistics updates from them)."""
+    t, scale, shift = _per_channel_affine(x, weight, bias, "batch_norm")
+    y, mean, var = C.batch_norm_training(t.graph, t.value, eps, scale, shift)
+    return (Tensor(y, t.graph), F.reshape(Tensor(mean, t.graph), (-1,)), F.reshape(Tensor(var, t.graph), (-1,)))
+
+
+def _per_channel_affine(x: Any, weight: Any, bias: Any, what: str) -> tuple[Tensor, Value | None, Value | None]:
+    """``x`` as an (N, C, ...) float Tensor and ``weight`` / ``bias`` (C,) shaped to broadcast along axis 1."""
+    t = _float(x, what)
+    _channel_axes(t, what)
+    t, weight, bias = _promoted(t, weight, bias, what)
+    return t, *(None if v is None else _per_channel(v, t.ndim) for v in (weight, bias))
+
+
+def _per_channel(v: Tensor, rank: int) -> Value:
+    """A (C,) Tensor as a (C, 1, ...) value broadcasting along axis 1 of a rank-``rank`` input."""
+    return F.reshape(v, (-1,) + (1,) * (rank - 2)).value
 
 
 def dropout(x: Any, p: float = 0.5, training: bool = True, *, seed: int = 0, offset: int = 0,

@@ -53,10 +53,10 @@ class _BatchNorm(Module):
         if self.training and count <= 1:
             raise ShapeError(f"{type(self).__name__}: training needs more than 1 value per channel, found input "
                              f"shape {t.shape}")
-        mean, var = NF.batch_moments(t)
+        y, mean, var = NF.batch_norm_training(t, self.weight, self.bias, self.eps)
         if self.training and self.track_running_stats:
             self._propose_running_statistics(mean, var, count)
-        return NF.batch_norm(t, mean, var, self.weight, self.bias, eps=self.eps)
+        return y
 
     def _propose_running_statistics(self, mean: Tensor, var: Tensor, count: int) -> None:
         """Propose PyTorch's running-statistics update to the trace, if it tracks state updates."""

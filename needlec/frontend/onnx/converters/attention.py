@@ -15,21 +15,11 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
 from needlec.frontend.onnx.converters.sequence import concat, narrow, reshape, unsqueeze
 
 QK_MODE_RAW, QK_MODE_SOFTCAP, QK_MODE_BIAS, QK_MODE_SOFTMAX = 0, 1, 2, 3
-
-
-def softmax(ctx: NodeContext, x: Value, axis: int) -> Value:
-    """Softmax over ``axis``; a row of only ``-inf`` gives zeros (the ONNX reference's convention)."""
-    row_max = ctx.add("reduce_max", x, axes=(axis,), keepdims=True)
-    zero, one = ctx.scalar(0, x), ctx.scalar(1, x)
-    all_masked = ctx.add("eq", row_max, ctx.scalar(-np.inf, x))
-    shifted = ctx.add("exp", ctx.add("sub", x, ctx.add("where", all_masked, zero, row_max)))
-    total = ctx.add("reduce_sum", shifted, axes=(axis,), keepdims=True)
-    total = ctx.add("where", ctx.add("eq", total, zero), one, total)
-    return ctx.add("div", shifted, total)
 
 
 def cast(ctx: NodeContext, x: Value, dtype: DType) -> Value:
@@ -163,7 +153,7 @@ def attention(ctx: NodeContext) -> list[Value | None]:
     precision = ctx.attr("softmax_precision", None)
     if precision is not None:
         scores = cast(ctx, scores, onnx_dtype(precision, ctx.where))
-    probs = softmax(ctx, scores, -1)
+    probs = C.softmax(ctx, scores, -1, zero_masked_rows=True)  # why: a fully masked row gives zeros (ONNX reference)
     if bias is not None:
         bias_max = ctx.add("reduce_max", bias, axes=(-1,), keepdims=True)
         masked_row = ctx.add("eq", bias_max, ctx.scalar(-np.inf, bias))
@@ -312,7 +302,5 @@ def flex_attention(ctx: NodeContext) -> list[Value]:
     compute = FLEX_SOFTMAX_DTYPES[precision] if precision is not None else \
         (DType.F32 if q.dtype.itemsize < 4 else q.dtype)
     scores = apply_mod(ctx, "score_mod", cast(ctx, scores, compute))
-    shifted = ctx.add("exp", ctx.add("sub", scores, ctx.add("reduce_max", scores, axes=(-1,), keepdims=True)))
-    probs = ctx.add("div", shifted, ctx.add("reduce_sum", shifted, axes=(-1,), keepdims=True))
-    probs = apply_mod(ctx, "prob_mod", probs)
+    probs = apply_mod(ctx, "prob_mod", C.softmax(ctx, scores, -1))
     return [cast(ctx, ctx.add("matmul", probs, cast(ctx, v, compute)), v.dtype)]

@@ -1,12 +1,9 @@
 """Converters for ONNX convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv, DeformConv, CausalConvWithState.
 
-Everything lands on the ``conv2d`` primitive. ``conv_nd`` handles any number
-of spatial axes: 1-D inserts a unit height, 2-D maps directly, and N-D (N > 2)
-enumerates the taps of the leading N - 2 kernel axes, each a conv2d over the
-trailing two axes of a strided slice (the leading output positions folded into
-the batch), summed. A transposed convolution is a stride-1 convolution of the
-input spread by the strides (interior padding) and padded by the kernel span,
-with the kernel flipped and its channel axes swapped within each group.
+Everything lands on the ``conv2d`` primitive through the composites
+``conv`` (any number of spatial axes) and ``conv_transpose`` (a stride-1
+convolution of the input spread by the strides, with the kernel flipped and
+its channel axes swapped within each group) of ``compiler/ops/composites.py``.
 Integer convolutions compute in f64 (exact for any realistic accumulation)
 and requantize like the ONNX reference. DeformConv samples the input
 bilinearly at the offset positions with ``gather`` and contracts with
@@ -15,63 +12,21 @@ bilinearly at the offset positions with ``gather`` and contracts with
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter
 from needlec.frontend.onnx.converters.quant import requantize
 from needlec.frontend.onnx.converters.spatial import WindowAttrs, cast, int_list, per_axis, reshape, window_attrs
 
 
-def _conv2d(ctx: NodeContext, x: Value, w: Value, strides: tuple[int, ...], pads: tuple[int, ...],
-            dilations: tuple[int, ...], groups: int) -> Value:
-    return ctx.add("conv2d", x, w, strides=list(strides), pads=list(pads), dilations=list(dilations), groups=groups)
-
-
 def conv_nd(ctx: NodeContext, x: Value, w: Value, window: WindowAttrs, groups: int) -> Value:
-    """Grouped cross-correlation of x (N, C, *S) with w (M, C/groups, *K) over any number of spatial axes."""
-    rank = window.rank
-    if rank == 1:
-        (n, c, length), (m, cg, k) = x.shape, w.shape
-        y = _conv2d(ctx, reshape(ctx, x, (n, c, 1, length)), reshape(ctx, w, (m, cg, 1, k)), (1, window.strides[0]),
-                    (0, window.pads[0], 0, window.pads[1]), (1, window.dilations[0]), groups)
-        return reshape(ctx, y, (n, m, y.shape[3]))
-    if rank == 2:
-        return _conv2d(ctx, x, w, window.strides, window.pads, window.dilations, groups)
-    return _conv_leading_taps(ctx, x, w, window, groups)
-
-
-def _conv_leading_taps(ctx: NodeContext, x: Value, w: Value, window: WindowAttrs, groups: int) -> Value:
-    """N-D convolution (N > 2) as a sum over the leading kernel taps of conv2d on the trailing two axes."""
-    rank, lead = window.rank, window.rank - 2
-    n, c = x.shape[:2]
-    m, cg = w.shape[:2]
-    out_lead = window.out_dims(x.shape[2:])[:lead]
-    begins, ends = list(window.pads[:lead]), list(window.pads[rank:rank + lead])
-    if any(begins) or any(ends):  # zero padding of the leading axes; conv2d pads the trailing two
-        x = ctx.add("pad", x, pads=[0, 0, *begins, 0, 0, 0, 0, *ends, 0, 0])
-    trailing_pads = (*window.pads[lead:rank], *window.pads[rank + lead:])
-    positions = math.prod(out_lead)
-    height, width = x.shape[-2:]
-    total: Value | None = None
-    for taps in itertools.product(*(range(k) for k in window.kernel[:lead])):
-        starts = [t * d for t, d in zip(taps, window.dilations)]
-        rows = ctx.add("slice", x, starts=starts, stops=[s + (o - 1) * st + 1 for s, o, st in
-                                                         zip(starts, out_lead, window.strides)],
-                       steps=list(window.strides[:lead]), axes=list(range(2, 2 + lead)))
-        batched = ctx.add("permute", rows, perm=[0, *range(2, 2 + lead), 1, 2 + lead, 3 + lead])
-        images = reshape(ctx, batched, (n * positions, c, height, width))
-        tap_kernel = ctx.add("slice", w, starts=list(taps), stops=[t + 1 for t in taps], steps=[1] * lead,
-                             axes=list(range(2, 2 + lead)))
-        kernel = reshape(ctx, tap_kernel, (m, cg, *window.kernel[lead:]))
-        part = _conv2d(ctx, images, kernel, window.strides[lead:], trailing_pads, window.dilations[lead:], groups)
-        total = part if total is None else ctx.add("add", total, part)
-    assert total is not None
-    unfolded = reshape(ctx, total, (n, *out_lead, m, *total.shape[2:]))
-    return ctx.add("permute", unfolded, perm=[0, 1 + lead, *range(1, 1 + lead), 2 + lead, 3 + lead])
+    """Grouped cross-correlation of x (N, C, *S) with w (M, C/groups, *K) with ``window``'s geometry
+    (``composites.conv``)."""
+    return C.conv(ctx, x, w, window.strides, window.pads, window.dilations, groups)
 
 
 def _spatial_input(ctx: NodeContext, x: Value, w: Value) -> None:
@@ -118,20 +73,6 @@ def _transpose_pads(ctx: NodeContext, in_dims: tuple[int, ...], window: WindowAt
     return (*begins, *ends)
 
 
-def transposed_kernel(ctx: NodeContext, w: Value, groups: int) -> Value:
-    """ConvTranspose's (C, M/groups, *K) weight as the equivalent convolution's (M, C/groups, *K) weight,
-    spatially flipped."""
-    c, per_group_out, *kernel = w.shape
-    if c % groups:
-        raise ctx.error(f"weight W {w.shape}: {c} input channels are not divisible by group {groups}")
-    regrouped = ctx.add("permute", reshape(ctx, w, (groups, c // groups, per_group_out, *kernel)),
-                        perm=[0, 2, 1, *range(3, 3 + len(kernel))])
-    swapped = reshape(ctx, regrouped, (groups * per_group_out, c // groups, *kernel))
-    axes = list(range(2, 2 + len(kernel)))
-    return ctx.add("slice", swapped, starts=[k - 1 for k in kernel], stops=[-k - 1 for k in kernel],
-                   steps=[-1] * len(kernel), axes=axes)
-
-
 @converter("ConvTranspose")
 def conv_transpose(ctx: NodeContext) -> list[Value]:
     x, w = ctx.input(0), ctx.input(1)
@@ -148,13 +89,11 @@ def conv_transpose(ctx: NodeContext) -> list[Value]:
         raise ctx.error(f"kernel_shape {tuple(attr_kernel)} does not match the weight's spatial shape {kernel}")
     if x.shape[1] != w.shape[0]:
         raise ctx.error(f"input X has {x.shape[1]} channels, weight W {w.shape} expects {w.shape[0]}")
+    if w.shape[0] % groups:
+        raise ctx.error(f"weight W {w.shape}: {w.shape[0]} input channels are not divisible by group {groups}")
     pads = _transpose_pads(ctx, x.shape[2:], geometry, output_padding)
-    spans = geometry.spans()
-    begins = [span - 1 - pads[i] for i, span in enumerate(spans)]
-    ends = [span - 1 - pads[rank + i] + extra for i, (span, extra) in enumerate(zip(spans, output_padding))]
-    spread = ctx.add("pad", x, pads=[0, 0, *begins, 0, 0, *ends], interior=[0, 0, *(s - 1 for s in strides)])
-    unit = WindowAttrs(kernel, (1,) * rank, dilations, (0,) * (2 * rank))
-    return [_add_bias(ctx, conv_nd(ctx, spread, transposed_kernel(ctx, w, groups), unit, groups), 2)]
+    y = C.conv_transpose(ctx, x, w, strides, pads, dilations, output_padding, groups)
+    return [_add_bias(ctx, y, 2)]
 
 
 # -- integer convolutions ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@ on f16/bf16 compute in f32 and round once.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import ml_dtypes
@@ -17,6 +16,7 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
 from needlec.frontend.onnx.converters.tensor import cast
 
@@ -185,19 +185,6 @@ def _leaky(ctx: NodeContext, x: Value, slope: Value) -> Value:
     return ctx.add("where", ctx.add("lt", x, ctx.scalar(0, x)), ctx.add("mul", x, slope), x)
 
 
-def _log1p(ctx: NodeContext, u: Value) -> Value:
-    """log(1 + u), accurate for tiny u: log(w) * u / (w - 1) with w = 1 + u corrects w's rounding (Goldberg)."""
-    w = ctx.add("add", u, ctx.scalar(1, u))
-    w_minus_1 = ctx.add("sub", w, ctx.scalar(1, u))
-    corrected = ctx.add("mul", ctx.add("log", w), ctx.add("div", u, w_minus_1))
-    return ctx.add("where", ctx.add("eq", w_minus_1, ctx.scalar(0, u)), u, corrected)
-
-
-def _softplus(ctx: NodeContext, x: Value) -> Value:
-    """log(1 + e**x) as max(x, 0) + log1p(e**-|x|), which neither overflows nor loses tiny results."""
-    return ctx.add("add", ctx.add("relu", x), _log1p(ctx, ctx.add("exp", ctx.add("neg", ctx.add("abs", x)))))
-
-
 def _swish(ctx: NodeContext, x: Value) -> Value:
     """x * sigmoid(alpha * x) (Swish, and SwiGLU's gate)."""
     alpha = ctx.attr("alpha", 1.0)
@@ -214,12 +201,6 @@ def _hard_sigmoid(ctx: NodeContext, x: Value, alpha: float, beta: float) -> Valu
 def _expm1_scaled(ctx: NodeContext, x: Value, scale: float) -> Value:
     """scale * (e**x - 1)."""
     return ctx.add("mul", ctx.add("sub", ctx.add("exp", x), ctx.scalar(1, x)), ctx.scalar(scale, x))
-
-
-def _elu(ctx: NodeContext, x: Value) -> Value:
-    """x for x >= 0, alpha * (e**x - 1) below."""
-    negative = _expm1_scaled(ctx, x, ctx.attr("alpha", 1.0))
-    return ctx.add("where", ctx.add("lt", x, ctx.scalar(0, x)), negative, x)
 
 
 def _celu(ctx: NodeContext, x: Value) -> Value:
@@ -256,26 +237,21 @@ def _softsign(ctx: NodeContext, x: Value) -> Value:
 
 def _mish(ctx: NodeContext, x: Value) -> Value:
     """x * tanh(softplus(x))."""
-    return ctx.add("mul", x, ctx.add("tanh", _softplus(ctx, x)))
+    return ctx.add("mul", x, ctx.add("tanh", C.softplus(ctx, x)))
 
 
 def _gelu(ctx: NodeContext, x: Value) -> Value:
-    """x * Phi(x) exactly (``approximate='none'``) or with the tanh approximation."""
+    """x * Phi(x) exactly (``approximate='none'``) or with the tanh approximation (``composites.gelu``)."""
     approximate = ctx.attr("approximate", "none")
-    if approximate == "none":
-        inner = ctx.add("erf", ctx.add("mul", x, ctx.scalar(1 / math.sqrt(2), x)))
-    elif approximate == "tanh":
-        cubic = ctx.add("mul", ctx.add("mul", ctx.add("mul", x, x), x), ctx.scalar(0.044715, x))
-        inner = ctx.add("tanh", ctx.add("mul", ctx.add("add", x, cubic), ctx.scalar(math.sqrt(2 / math.pi), x)))
-    else:
+    if approximate not in C.GELU_FORMS:
         raise ctx.error(f"approximate must be 'none' or 'tanh', found {approximate!r}")
-    return ctx.add("mul", ctx.add("mul", x, ctx.scalar(0.5, x)), ctx.add("add", inner, ctx.scalar(1, x)))
+    return C.gelu(ctx, x, approximate)
 
 
 ACTIVATIONS: dict[str, Callable[[NodeContext, Value], Value]] = {
     "LeakyRelu": lambda ctx, x: _leaky(ctx, x, ctx.scalar(ctx.attr("alpha", 0.01), x)),
-    "Elu": _elu, "Celu": _celu, "Selu": _selu, "ThresholdedRelu": _thresholded_relu, "Shrink": _shrink,
-    "Softplus": _softplus, "Softsign": _softsign, "Mish": _mish, "Gelu": _gelu, "Swish": _swish,
+    "Elu": lambda ctx, x: C.elu(ctx, x, ctx.attr("alpha", 1.0)), "Celu": _celu, "Selu": _selu,
+    "ThresholdedRelu": _thresholded_relu, "Shrink": _shrink, "Softplus": C.softplus, "Softsign": _softsign, "Mish": _mish, "Gelu": _gelu, "Swish": _swish,
     "HardSigmoid": lambda ctx, x: _hard_sigmoid(ctx, x, ctx.attr("alpha", 0.2), ctx.attr("beta", 0.5)),
     "HardSwish": lambda ctx, x: ctx.add("mul", x, _hard_sigmoid(ctx, x, 1 / 6, 0.5)),
 }

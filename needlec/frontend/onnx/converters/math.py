@@ -18,6 +18,7 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter
 from needlec.frontend.onnx.converters.elementwise import LOW_PRECISION, widened
 from needlec.frontend.onnx.converters.tensor import cast, const_ints, normalize_axes, permute, reshape
@@ -311,19 +312,6 @@ def _along_axis(ctx: NodeContext, fn: Callable[[Value, int], Value]) -> Value:
     return reshape(ctx, fn(matrix, 1), x.shape)
 
 
-def _log_softmax(ctx: NodeContext, x: Value, axis: int) -> Value:
-    """x - max - log(sum(exp(x - max))) along ``axis``."""
-    shifted = ctx.add("sub", x, ctx.add("reduce_max", x, axes=[axis], keepdims=True))
-    total = ctx.add("reduce_sum", ctx.add("exp", shifted), axes=[axis], keepdims=True)
-    return ctx.add("sub", shifted, ctx.add("log", total))
-
-
-def _softmax(ctx: NodeContext, x: Value, axis: int) -> Value:
-    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
-    shifted = ctx.add("exp", ctx.add("sub", x, ctx.add("reduce_max", x, axes=[axis], keepdims=True)))
-    return ctx.add("div", shifted, ctx.add("reduce_sum", shifted, axes=[axis], keepdims=True))
-
-
 def _hardmax(ctx: NodeContext, x: Value, axis: int) -> Value:
     """1 at the first maximum along ``axis``, 0 elsewhere."""
     best = ctx.add("argmax", x, axis=axis, keepdims=True)
@@ -333,14 +321,14 @@ def _hardmax(ctx: NodeContext, x: Value, axis: int) -> Value:
 
 @converter("Softmax")
 def softmax(ctx: NodeContext) -> list[Value]:
-    """Softmax along ``axis``."""
-    return [_along_axis(ctx, lambda x, axis: widened(ctx, lambda v: _softmax(ctx, v, axis), x))]
+    """Softmax along ``axis`` (``composites.softmax``: a row of only -inf gives NaN, as ONNX Runtime)."""
+    return [_along_axis(ctx, lambda x, axis: widened(ctx, lambda v: C.softmax(ctx, v, axis), x))]
 
 
 @converter("LogSoftmax")
 def log_softmax(ctx: NodeContext) -> list[Value]:
     """LogSoftmax along ``axis``."""
-    return [_along_axis(ctx, lambda x, axis: widened(ctx, lambda v: _log_softmax(ctx, v, axis), x))]
+    return [_along_axis(ctx, lambda x, axis: widened(ctx, lambda v: C.log_softmax(ctx, v, axis), x))]
 
 
 @converter("Hardmax")
@@ -395,6 +383,6 @@ def softmax_cross_entropy_loss(ctx: NodeContext) -> list[Value | None]:
     if scores.type.rank < 2:
         raise ctx.error(f"scores have shape {scores.shape}, expected (N, C, d1, ...)")
     work = DType.F32 if scores.dtype in LOW_PRECISION else scores.dtype  # f16/bf16 compute in f32
-    log_prob = _log_softmax(ctx, cast(ctx, scores, work), 1)
+    log_prob = C.log_softmax(ctx, cast(ctx, scores, work), 1)
     loss = _nll(ctx, log_prob, ctx.input(1), None if weight is None else cast(ctx, weight, work))
     return [cast(ctx, loss, scores.dtype), cast(ctx, log_prob, scores.dtype) if ctx.has_output(1) else None]

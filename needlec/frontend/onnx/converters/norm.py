@@ -13,13 +13,12 @@ when absent) is at least ``ratio`` and scales by ``1 / (1 - ratio)``.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter, onnx_dtype
-from needlec.frontend.onnx.converters.spatial import (axes_from, cast, check_channels_first, float_input, mean, per_axis,
-                                               reshape)
+from needlec.frontend.onnx.converters.spatial import (axes_from, cast, check_channels_first, float_input,
+                                                      per_axis, reshape)
 
 
 def _normalize_axis(ctx: NodeContext, axis: int, rank: int) -> int:
@@ -31,17 +30,6 @@ def _normalize_axis(ctx: NodeContext, axis: int, rank: int) -> int:
 def _stash_dtype(ctx: NodeContext) -> DType:
     """The type statistics are computed in (``stash_type``, default f32)."""
     return onnx_dtype(ctx.attr("stash_type", 1), f"{ctx.where}: stash_type")
-
-
-def _moments(ctx: NodeContext, x: Value, axes: Sequence[int]) -> tuple[Value, Value, Value]:
-    """(mean, x - mean, population variance) over ``axes`` (keepdims)."""
-    centre = mean(ctx, x, axes)
-    deviation = ctx.add("sub", x, centre)
-    return centre, deviation, mean(ctx, ctx.add("mul", deviation, deviation), axes)
-
-
-def _inv_std(ctx: NodeContext, variance: Value, epsilon: float) -> Value:
-    return ctx.add("rsqrt", ctx.add("add", variance, ctx.scalar(epsilon, variance)))
 
 
 def _channel(ctx: NodeContext, index: int, like: Value) -> Value:
@@ -64,12 +52,9 @@ def batch_normalization(ctx: NodeContext) -> list[Value | None]:
         training = ctx.num_outputs > 1
     running_mean, running_var = _channel(ctx, 3, x), _channel(ctx, 4, x)
     if not training:  # x * k + (bias - mean * k), k = scale / std: ONNX Runtime's order (no overflow in x - mean)
-        factor = ctx.add("mul", scale, _inv_std(ctx, running_var, epsilon))
-        shift = ctx.add("sub", bias, ctx.add("mul", running_mean, factor))
-        return [ctx.add("add", ctx.add("mul", x, factor), shift)] + [None] * (ctx.num_outputs - 1)
-    axes = [a for a in range(x.type.rank) if a != 1]
-    batch_mean, deviation, batch_var = _moments(ctx, x, axes)
-    y = ctx.add("add", ctx.add("mul", ctx.add("mul", deviation, _inv_std(ctx, batch_var, epsilon)), scale), bias)
+        y = C.batch_norm_inference(ctx, x, running_mean, running_var, epsilon, scale, bias)
+        return [y] + [None] * (ctx.num_outputs - 1)
+    y, batch_mean, batch_var = C.batch_norm_training(ctx, x, epsilon, scale, bias)
     momentum = ctx.attr("momentum", 0.9)
     channels = (x.shape[1],)
 
@@ -88,8 +73,8 @@ def batch_normalization(ctx: NodeContext) -> list[Value | None]:
 def instance_normalization(ctx: NodeContext) -> list[Value]:
     x = float_input(ctx, 0)
     check_channels_first(ctx, x)
-    _, deviation, variance = _moments(ctx, x, axes_from(2, x.type.rank))
-    normalized = ctx.add("mul", deviation, _inv_std(ctx, variance, ctx.attr("epsilon", 1e-5)))
+    _, deviation, variance = C.moments(ctx, x, axes_from(2, x.type.rank))
+    normalized = ctx.add("mul", deviation, C.inv_std(ctx, variance, ctx.attr("epsilon", 1e-5)))
     return [ctx.add("add", ctx.add("mul", normalized, _channel(ctx, 1, x)), _channel(ctx, 2, x))]
 
 
@@ -97,12 +82,9 @@ def instance_normalization(ctx: NodeContext) -> list[Value]:
 def layer_normalization(ctx: NodeContext) -> list[Value | None]:
     x = float_input(ctx, 0)
     axes = axes_from(_normalize_axis(ctx, ctx.attr("axis", -1), x.type.rank), x.type.rank)
-    stash = _stash_dtype(ctx)
-    centre, deviation, variance = _moments(ctx, cast(ctx, x, stash), axes)
-    inv_std = _inv_std(ctx, variance, ctx.attr("epsilon", 1e-5))
-    y = ctx.add("mul", cast(ctx, ctx.add("mul", deviation, inv_std), x.dtype), cast(ctx, ctx.input(1), x.dtype))
-    if ctx.has_input(2):
-        y = ctx.add("add", y, cast(ctx, ctx.input(2), x.dtype))
+    bias = cast(ctx, ctx.input(2), x.dtype) if ctx.has_input(2) else None
+    y, centre, inv_std = C.layer_norm(ctx, x, axes, ctx.attr("epsilon", 1e-5), cast(ctx, ctx.input(1), x.dtype), bias,
+                                      stash=_stash_dtype(ctx))
     return [y, centre if ctx.has_output(1) else None, inv_std if ctx.has_output(2) else None]
 
 
@@ -116,8 +98,8 @@ def group_normalization(ctx: NodeContext) -> list[Value]:
         raise ctx.error(f"{channels} channels are not divisible by num_groups {groups}")
     stash = _stash_dtype(ctx) if ctx.opset >= 21 else x.dtype
     grouped = reshape(ctx, cast(ctx, x, stash), (n, groups, x.type.size // (n * groups)))
-    _, deviation, variance = _moments(ctx, grouped, [2])
-    normalized = ctx.add("mul", deviation, _inv_std(ctx, variance, ctx.attr("epsilon", 1e-5)))
+    _, deviation, variance = C.moments(ctx, grouped, [2])
+    normalized = ctx.add("mul", deviation, C.inv_std(ctx, variance, ctx.attr("epsilon", 1e-5)))
     normalized = cast(ctx, normalized, x.dtype)
     if ctx.opset >= 21:  # scale and bias per channel
         y = reshape(ctx, normalized, x.shape)
@@ -132,8 +114,8 @@ def rms_normalization(ctx: NodeContext) -> list[Value]:
     x = float_input(ctx, 0)
     axes = axes_from(_normalize_axis(ctx, ctx.attr("axis", -1), x.type.rank), x.type.rank)
     wide = cast(ctx, x, _stash_dtype(ctx))
-    mean_square = mean(ctx, ctx.add("mul", wide, wide), axes)
-    normalized = cast(ctx, ctx.add("mul", wide, _inv_std(ctx, mean_square, ctx.attr("epsilon", 1e-5))), x.dtype)
+    mean_square = C.mean(ctx, ctx.add("mul", wide, wide), axes)
+    normalized = cast(ctx, ctx.add("mul", wide, C.inv_std(ctx, mean_square, ctx.attr("epsilon", 1e-5))), x.dtype)
     return [ctx.add("mul", normalized, cast(ctx, ctx.input(1), x.dtype))]
 
 
@@ -156,8 +138,8 @@ def lp_normalization(ctx: NodeContext) -> list[Value]:
 def mean_variance_normalization(ctx: NodeContext) -> list[Value]:
     x = float_input(ctx, 0)
     axes = sorted({_normalize_axis(ctx, a, x.type.rank) for a in ctx.attr("axes", [0, 2, 3])})
-    centre = mean(ctx, x, axes)
-    variance = ctx.add("sub", mean(ctx, ctx.add("mul", x, x), axes), ctx.add("mul", centre, centre))
+    centre = C.mean(ctx, x, axes)
+    variance = ctx.add("sub", C.mean(ctx, ctx.add("mul", x, x), axes), ctx.add("mul", centre, centre))
     std = ctx.add("add", ctx.add("sqrt", variance), ctx.scalar(1e-9, variance))
     return [ctx.add("div", ctx.add("sub", x, centre), std)]
 

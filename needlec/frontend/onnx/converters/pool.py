@@ -16,9 +16,10 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter
 from needlec.frontend.onnx.converters.spatial import (WindowAttrs, axes_from, check_channels_first, float_input, int_list,
-                                               mean, reshape, window_attrs)
+                                               reshape, window_attrs)
 
 
 def _spatial(ctx: NodeContext, x: Value) -> tuple[int, ...]:
@@ -114,7 +115,7 @@ def lp_pool(ctx: NodeContext) -> list[Value]:
 def global_average_pool(ctx: NodeContext) -> list[Value]:
     x = ctx.input(0)
     _spatial(ctx, x)
-    return [mean(ctx, x, axes_from(2, x.type.rank))]
+    return [C.mean(ctx, x, axes_from(2, x.type.rank))]
 
 
 @converter("GlobalMaxPool")

@@ -17,6 +17,7 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
+from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter
 from needlec.frontend.onnx.converters.sequence import narrow, reshape, stack, take
 
@@ -56,11 +57,10 @@ def make_activation(ctx: NodeContext, name: str, alpha: float | None, beta: floa
             line = ctx.add("add", ctx.add("mul", x, s(alpha)), s(beta))
             return ctx.add("max", ctx.add("min", line, s(1)), s(0))
         if kind == "elu":
-            negative = ctx.add("mul", ctx.add("sub", ctx.add("exp", x), s(1)), s(alpha))
-            return ctx.add("where", ctx.add("lt", x, s(0)), negative, x)
+            return C.elu(ctx, x, alpha)
         if kind == "softsign":
             return ctx.add("div", x, ctx.add("add", ctx.add("abs", x), s(1)))
-        return ctx.add("log", ctx.add("add", ctx.add("exp", x), s(1)))  # softplus
+        return C.softplus(ctx, x)
 
     return apply
 

@@ -137,12 +137,3 @@ def per_axis(ctx: NodeContext, v: Value, rank: int, axis: int) -> Value:
 def axes_from(start: int, rank: int) -> list[int]:
     """The axes ``start .. rank - 1``."""
     return list(range(start, rank))
-
-
-def mean(ctx: NodeContext, x: Value, axes: Sequence[int]) -> Value:
-    """Mean over ``axes`` (keepdims)."""
-    count = 1
-    for axis in axes:
-        count *= x.shape[axis]
-    total = ctx.add("reduce_sum", x, axes=list(axes), keepdims=True)
-    return ctx.add("div", total, ctx.scalar(count, x))
