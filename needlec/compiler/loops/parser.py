@@ -13,7 +13,7 @@ initialiser's dtype; everything else is the verifier's job. Every error is a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.parser import Token, _error, _Parser, _unquote
@@ -110,6 +110,16 @@ class _LineParser(_Parser):
             raise _error(tok, f"undefined buffer %{tok.value}")
         return self.buffers[tok.value]
 
+    def access(self) -> tuple[Buffer, Expr]:
+        """``%name[index]``, or ``%name:dtype[index]`` reading the buffer's memory as ``dtype``."""
+        buffer = self.buffer()
+        if self.accept("punct", ":"):
+            buffer = replace(buffer, dtype=self.dtype())
+        self.expect("punct", "[")
+        index = self.expr()
+        self.expect("punct", "]")
+        return buffer, index
+
     def buffer_decl(self) -> Buffer:
         """``%name: dtype[size]``."""
         tok = self.expect("value", what="a buffer (%name)")
@@ -170,11 +180,7 @@ class _LineParser(_Parser):
         if tok.kind == "number" or tok.kind == "ident" and tok.text in ("true", "false"):
             return self.literal_const(None)
         if tok.kind == "value":
-            buffer = self.buffer()
-            self.expect("punct", "[")
-            index = self.expr()
-            self.expect("punct", "]")
-            return Load(buffer, index)
+            return Load(*self.access())
         if self.accept("punct", "("):
             inner = self.expr()
             self.expect("punct", ")")
@@ -385,10 +391,7 @@ class _ProgramParser:
         line, p = self.line(names, buffers)
         tok = p.peek()
         if tok.kind == "value":
-            buffer = p.buffer()
-            p.expect("punct", "[")
-            index = p.expr()
-            p.expect("punct", "]")
+            buffer, index = p.access()
             p.expect("punct", "=")
             value = p.expr()
             p.end()

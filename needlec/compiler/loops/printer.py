@@ -32,10 +32,14 @@ for``, ``vectorize for``, ``gpu_block for``). Constants whose dtype is not
 the default for their kind (i64, f32, bool) print as a conversion
 (``i32(3)``); a cast of a constant always names the constant's dtype
 (``f32(i64(3))``), and a negated constant is parenthesised (``-(3)``), so
-the text reads back to the same tree. Ops without a C operator (``mod`` is
+the text reads back to the same tree. An access that reads or writes a
+buffer as another dtype of the same size (``bitcast``) names that dtype
+(``%x:u32[i]``). Ops without a C operator (``mod`` is
 floor-mod, ``pow``, ``max``, ``min``) print as calls.
 """
 from __future__ import annotations
+
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -60,6 +64,7 @@ ATOM = 12
 UNARY_PRECEDENCE = 11
 SELECT_PRECEDENCE = 1
 DEFAULT_CONST_DTYPES = frozenset({DType.I64, DType.F32, DType.BOOL})
+Params = Optional[Mapping[str, Buffer]]
 
 
 def _const(expr: Const, explicit: bool = False) -> str:
@@ -73,7 +78,7 @@ def _const(expr: Const, explicit: bool = False) -> str:
     return text if expr.dtype in DEFAULT_CONST_DTYPES and not explicit else f"{expr.dtype.value}({text})"
 
 
-def _format(expr: Expr) -> tuple[str, int]:
+def _format(expr: Expr, params: Params) -> tuple[str, int]:
     """(text, precedence of its outermost operator)."""
     if isinstance(expr, Const):
         text = _const(expr)
@@ -83,38 +88,50 @@ def _format(expr: Expr) -> tuple[str, int]:
     if isinstance(expr, LocalRef):
         return expr.name, ATOM
     if isinstance(expr, Load):
-        return f"%{format_name(expr.buffer.name)}[{print_expr(expr.index)}]", ATOM
+        return _access(expr.buffer, expr.index, params), ATOM
     if isinstance(expr, Cast):
-        inner = _const(expr.x, explicit=True) if isinstance(expr.x, Const) else print_expr(expr.x)
+        inner = _const(expr.x, explicit=True) if isinstance(expr.x, Const) else print_expr(expr.x, params)
         return f"{expr.dtype.value}({inner})", ATOM
     if isinstance(expr, Unary):
         if expr.op in PREFIX:
-            operand = f"({print_expr(expr.x)})" if isinstance(expr.x, Const) else _operand(expr.x, UNARY_PRECEDENCE)
+            operand = (f"({print_expr(expr.x, params)})" if isinstance(expr.x, Const)
+                       else _operand(expr.x, UNARY_PRECEDENCE, params))
             return PREFIX[expr.op] + operand, UNARY_PRECEDENCE
-        return f"{expr.op}({print_expr(expr.x)})", ATOM
+        return f"{expr.op}({print_expr(expr.x, params)})", ATOM
     if isinstance(expr, Binary):
         if expr.op not in INFIX:
-            return f"{expr.op}({print_expr(expr.a)}, {print_expr(expr.b)})", ATOM
+            return f"{expr.op}({print_expr(expr.a, params)}, {print_expr(expr.b, params)})", ATOM
         symbol, prec = INFIX[expr.op]
-        left = _operand(expr.a, prec)
-        right = _operand(expr.b, prec + 1)  # left-associative: a right operand of equal precedence needs ()
+        left = _operand(expr.a, prec, params)
+        right = _operand(expr.b, prec + 1, params)  # left-associative: a right operand of equal precedence needs ()
         tight = symbol == "*" and all(isinstance(x, (Var, Const)) for x in (expr.a, expr.b))
         return (f"{left}{symbol}{right}" if tight else f"{left} {symbol} {right}"), prec
     if isinstance(expr, Select):
-        cond = _operand(expr.cond, SELECT_PRECEDENCE + 1)
-        a = _operand(expr.a, SELECT_PRECEDENCE + 1)
-        return f"{cond} ? {a} : {_operand(expr.b, SELECT_PRECEDENCE)}", SELECT_PRECEDENCE
+        cond = _operand(expr.cond, SELECT_PRECEDENCE + 1, params)
+        a = _operand(expr.a, SELECT_PRECEDENCE + 1, params)
+        return f"{cond} ? {a} : {_operand(expr.b, SELECT_PRECEDENCE, params)}", SELECT_PRECEDENCE
     raise TypeError(f"unknown loop-IR expression {expr!r}")
 
 
-def _operand(expr: Expr, min_precedence: int) -> str:
-    text, prec = _format(expr)
+def _operand(expr: Expr, min_precedence: int, params: Params) -> str:
+    text, prec = _format(expr, params)
     return text if prec >= min_precedence else f"({text})"
 
 
-def print_expr(expr: Expr) -> str:
-    """One expression in C-like infix form with minimal parentheses."""
-    return _format(expr)[0]
+def print_expr(expr: Expr, params: Params = None) -> str:
+    """One expression in C-like infix form with minimal parentheses.
+
+    ``params`` are the kernel's buffers by name: an access whose buffer has
+    another dtype than the parameter reinterprets its memory and prints it
+    (``%x:u32[i]``).
+    """
+    return _format(expr, params)[0]
+
+
+def _access(buffer: Buffer, index: Expr, params: Params) -> str:
+    param = params.get(buffer.name) if params is not None else None
+    retyped = f":{buffer.dtype.value}" if param is not None and param.dtype is not buffer.dtype else ""
+    return f"%{format_name(buffer.name)}{retyped}[{print_expr(index, params)}]"
 
 
 def _loop_header(loop: Loop) -> str:
@@ -122,26 +139,26 @@ def _loop_header(loop: Loop) -> str:
     return f"{schedule}for {loop.var} in {loop.start}..{loop.start + loop.extent}:"
 
 
-def print_stmts(stmts: tuple[Stmt, ...] | list[Stmt], depth: int = 0) -> list[str]:
-    """Lines for ``stmts`` indented ``depth`` levels."""
+def print_stmts(stmts: tuple[Stmt, ...] | list[Stmt], depth: int = 0, params: Params = None) -> list[str]:
+    """Lines for ``stmts`` indented ``depth`` levels (``params``: see ``print_expr``)."""
     pad = INDENT * depth
     lines: list[str] = []
     for stmt in stmts:
         if isinstance(stmt, Loop):
             lines.append(pad + _loop_header(stmt))
-            lines.extend(print_stmts(stmt.body, depth + 1))
+            lines.extend(print_stmts(stmt.body, depth + 1, params))
         elif isinstance(stmt, Store):
-            lines.append(f"{pad}%{format_name(stmt.buffer.name)}[{print_expr(stmt.index)}] = {print_expr(stmt.value)}")
+            lines.append(f"{pad}{_access(stmt.buffer, stmt.index, params)} = {print_expr(stmt.value, params)}")
         elif isinstance(stmt, Local):
-            lines.append(f"{pad}let {stmt.name}: {stmt.init.dtype.value} = {print_expr(stmt.init)}")
+            lines.append(f"{pad}let {stmt.name}: {stmt.init.dtype.value} = {print_expr(stmt.init, params)}")
         elif isinstance(stmt, Assign):
-            lines.append(f"{pad}{stmt.name} = {print_expr(stmt.value)}")
+            lines.append(f"{pad}{stmt.name} = {print_expr(stmt.value, params)}")
         elif isinstance(stmt, If):
-            lines.append(f"{pad}if {print_expr(stmt.cond)}:")
-            lines.extend(print_stmts(stmt.then, depth + 1))
+            lines.append(f"{pad}if {print_expr(stmt.cond, params)}:")
+            lines.extend(print_stmts(stmt.then, depth + 1, params))
             if stmt.orelse:
                 lines.append(f"{pad}else:")
-                lines.extend(print_stmts(stmt.orelse, depth + 1))
+                lines.extend(print_stmts(stmt.orelse, depth + 1, params))
         else:
             raise TypeError(f"unknown loop-IR statement {stmt!r}")
     return lines
@@ -161,7 +178,7 @@ def print_kernel(kernel: Kernel) -> str:
     header = f"kernel {format_name(kernel.name)}({', '.join(_buffer(b) for b in kernel.buffers)})"
     if kernel.sources:
         header += "  // from " + ", ".join(_source(s) for s in kernel.sources)
-    return "\n".join([header, *print_stmts(kernel.body, 1)]) + "\n"
+    return "\n".join([header, *print_stmts(kernel.body, 1, {b.name: b for b in kernel.buffers})]) + "\n"
 
 
 def _storage(where: Storage) -> str:
