@@ -1,20 +1,34 @@
 """Helpers that op lowerings use to build loop IR.
 
-``Operand`` is a graph value as a kernel sees it: a buffer plus the value's
-shape, strides and offset, so ``operand.load(idx)`` turns a multi-index into
-the flat index ``offset + sum(idx[i] * strides[i])``. ``KernelBuilder`` hands
-out fresh variable names; ``loop_nest`` builds a nest over a shape.
+``Operand`` is a graph value as a kernel reads it: ``load(idx)`` gives the
+element at a multi-index of its shape, ``load_broadcast`` the element for an
+index of a wider output (NumPy broadcasting). Two kinds exist:
+``BufferOperand`` holds the value in a buffer (its shape, strides and offset
+turn a multi-index into the flat index ``offset + sum(idx[i] * strides[i])``;
+outputs are always of this kind), and ``InlineOperand`` computes each element
+from a producer's inputs through the producer's ``OpDef.scalar``, so a
+consumer kernel can fold an elementwise producer in. Elementwise ops lower
+through one generic nest, ``lower_elementwise``. ``KernelBuilder`` hands out
+fresh variable names; ``loop_nest`` builds a nest over a shape.
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.ir import (Binary, Buffer, Cast, Const, Expr, Load, Loop, Select, Stmt,
-                                       Store, Unary, Var)
+                                       Source, Store, Unary, Var)
+from needlec.errors import CodegenError
+
+if TYPE_CHECKING:
+    from needlec.compiler.ops.registry import OpDef
+
+# an elementwise op's scalar expression: (arguments, already widened to the compute dtype; attributes) -> result
+ScalarFn = Callable[[Sequence[Expr], Mapping[str, Any]], Expr]
 
 
 def const(value: object, dtype: DType = DType.I64) -> Const:
@@ -82,11 +96,14 @@ def all_of(conds: Sequence[Expr]) -> Expr:
     return result
 
 
-@dataclass(frozen=True)
-class Operand:
-    """A graph value inside a kernel: its buffer and its layout in that buffer."""
+def compute_dtype(dtype: DType) -> DType:
+    """The type arithmetic is done in: f16 and bf16 compute in f32 (as NumPy and ml_dtypes do)."""
+    return DType.F32 if dtype in (DType.F16, DType.BF16) else dtype
 
-    buffer: Buffer
+
+class Operand(ABC):
+    """A graph value as a kernel reads it (a lowering reads its inputs only through this interface)."""
+
     type: TensorType
 
     @property
@@ -96,6 +113,47 @@ class Operand:
     @property
     def dtype(self) -> DType:
         return self.type.dtype
+
+    @property
+    @abstractmethod
+    def buffers(self) -> tuple[Buffer, ...]:
+        """The buffers reading this value touches (the kernel's parameters)."""
+
+    @property
+    @abstractmethod
+    def sources(self) -> tuple[Source, ...]:
+        """The graph nodes computed inside the reading kernel to produce this value, producers first."""
+
+    @abstractmethod
+    def load(self, idx: Sequence[Expr]) -> Expr:
+        """The element at multi-index ``idx``, of dtype ``self.dtype``."""
+
+    @abstractmethod
+    def as_dtype(self, dtype: DType) -> Operand:
+        """The same elements' bits read as ``dtype`` (of the same size): ``bitcast``."""
+
+    def load_broadcast(self, idx: Sequence[Expr], out_shape: Sequence[int]) -> Expr:
+        """Load with NumPy broadcasting from an output index ``idx`` of ``out_shape``."""
+        lead = len(out_shape) - self.type.rank
+        mine = [Const(0) if dim == 1 and out_shape[lead + i] != 1 else idx[lead + i]
+                for i, dim in enumerate(self.shape)]
+        return self.load(mine)
+
+
+@dataclass(frozen=True)
+class BufferOperand(Operand):
+    """A value held in a buffer: the buffer and the value's layout in it."""
+
+    buffer: Buffer
+    type: TensorType
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        return (self.buffer,)
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return ()
 
     def index(self, idx: Sequence[Expr]) -> Expr:
         """Flat buffer index of the element at multi-index ``idx``."""
@@ -108,12 +166,64 @@ class Operand:
     def store(self, idx: Sequence[Expr], value: Expr) -> Store:
         return Store(self.buffer, self.index(idx), cast(value, self.dtype))
 
-    def load_broadcast(self, idx: Sequence[Expr], out_shape: Sequence[int]) -> Expr:
-        """Load with NumPy broadcasting from an output index ``idx`` of ``out_shape``."""
-        lead = len(out_shape) - self.type.rank
-        mine = [Const(0) if dim == 1 and out_shape[lead + i] != 1 else idx[lead + i]
-                for i, dim in enumerate(self.shape)]
-        return self.load(mine)
+    def as_dtype(self, dtype: DType) -> BufferOperand:
+        return BufferOperand(replace(self.buffer, dtype=dtype), replace(self.type, dtype=dtype))
+
+
+@dataclass(frozen=True)
+class InlineOperand(Operand):
+    """The output of an elementwise node ``source``, computed where it is read instead of loaded.
+
+    Element ``idx`` is ``op.scalar`` of the inputs broadcast to ``type.shape``,
+    rounded to ``type.dtype``: the bits a store and a load of the intermediate
+    would give (f16/bf16 results round), so folding a node in changes no result.
+    """
+
+    op: OpDef
+    attrs: Mapping[str, Any]
+    inputs: tuple[Operand, ...]
+    type: TensorType
+    source: Source
+
+    def __post_init__(self) -> None:
+        if self.op.scalar is None:
+            raise CodegenError(f"node %{self.source.node} ({self.op.name}): only elementwise ops can be inlined")
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        return tuple(dict.fromkeys(b for x in self.inputs for b in x.buffers))
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return (*dict.fromkeys(s for x in self.inputs for s in x.sources), self.source)
+
+    def load(self, idx: Sequence[Expr]) -> Expr:
+        assert self.op.scalar is not None
+        args = [x.load_broadcast(idx, self.shape) for x in self.inputs]
+        return cast(elementwise_value(self.op.scalar, self.op.promote, args, self.attrs), self.dtype)
+
+    def as_dtype(self, dtype: DType) -> Operand:
+        # why: the loop IR has no expression reinterpreting bits, only loads of a buffer with another dtype
+        raise CodegenError(f"node %{self.source.node} ({self.op.name}): a value read as another dtype "
+                           "(bitcast) must be in a buffer; it cannot be inlined")
+
+
+def elementwise_value(scalar: ScalarFn, promote: bool, args: Sequence[Expr], attrs: Mapping[str, Any]) -> Expr:
+    """``scalar`` of ``args``, widened first to the compute dtype when ``promote`` (f16/bf16 compute in f32)."""
+    if promote:
+        args = [cast(a, compute_dtype(a.dtype)) for a in args]
+    return scalar(args, attrs)
+
+
+def lower_elementwise(scalar: ScalarFn, promote: bool, kb: KernelBuilder, ins: Sequence[Operand],
+                      outs: Sequence[BufferOperand], attrs: Mapping[str, Any]) -> list[Stmt]:
+    """The lowering of every elementwise op: one nest over the output storing ``scalar`` of broadcast loads.
+
+    ``OpDef`` binds ``scalar`` and ``promote``; the store rounds the result to the output dtype.
+    """
+    (out,) = outs
+    return kb.loop_nest(out.shape, lambda idx: [
+        out.store(idx, elementwise_value(scalar, promote, [x.load_broadcast(idx, out.shape) for x in ins], attrs))])
 
 
 class KernelBuilder:

@@ -1,13 +1,11 @@
-"""Shape rules, lowerings and gradient helpers shared by several ops (broadcasting, elementwise nests)."""
+"""Shape rules and gradient helpers shared by several ops (broadcasting, dtypes, axes)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, cast
-from needlec.compiler.loops.ir import Expr, Stmt
 from needlec.compiler.ops.registry import check
 
 if TYPE_CHECKING:
@@ -43,35 +41,6 @@ def normalize_axis(op: str, axis: int, rank: int) -> int:
     """``axis`` in ``[-rank, rank)`` mapped to ``[0, rank)``."""
     check(-rank <= axis < rank, f"{op}: axis {axis} out of range for rank {rank}")
     return axis % rank if rank else 0
-
-
-def compute_dtype(dtype: DType) -> DType:
-    """The type arithmetic is done in: f16 and bf16 compute in f32 (as NumPy and ml_dtypes do)."""
-    return DType.F32 if dtype in (DType.F16, DType.BF16) else dtype
-
-
-ScalarFn = Callable[[Sequence[Expr]], Expr]
-
-
-def lower_elementwise(fn: ScalarFn, promote: bool = True) -> Callable:
-    """A lowering: one nest over the output shape computing ``fn`` of broadcast loads.
-
-    With ``promote``, f16 and bf16 operands are widened to f32 before ``fn``
-    (NumPy's and ml_dtypes' behaviour) and the store narrows the result back.
-    """
-
-    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand], attrs: dict) -> list[Stmt]:
-        (out,) = outs
-
-        def body(idx: list) -> list[Stmt]:
-            args = [x.load_broadcast(idx, out.shape) for x in ins]
-            if promote:
-                args = [cast(a, compute_dtype(a.dtype)) for a in args]
-            return [out.store(idx, fn(args))]
-
-        return kb.loop_nest(out.shape, body)
-
-    return lower
 
 
 # -- helpers shared by gradient rules -------------------------------------------------------------

@@ -22,9 +22,9 @@ import numpy as np
 from needlec.compiler.ir.dtypes import FLOAT_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, add, binary, cast, const, mul
+from needlec.compiler.loops.builder import KernelBuilder, Operand, add, binary, cast, compute_dtype, const, mul
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_flip
+from needlec.compiler.ops.common import check_dtypes, grad_flip
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 from needlec.compiler.ops.window import Window, spread_to_input, window_geometry, window_loops
 

@@ -15,7 +15,6 @@ have the same size; it has no gradient.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import ml_dtypes
@@ -24,9 +23,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, cast
-from needlec.compiler.loops.ir import Stmt
-from needlec.compiler.ops.common import lower_elementwise
+from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, cast
+from needlec.compiler.loops.ir import Expr, Stmt
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:
@@ -74,8 +72,8 @@ def _cast_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> lis
         return [x.astype(dtype.np)]
 
 
-def _cast_lower(kb, ins, outs, attrs):  # type: ignore[no-untyped-def]
-    return lower_elementwise(lambda args: cast(args[0], attrs["dtype"]), promote=False)(kb, ins, outs, attrs)
+def _cast_scalar(args: Sequence[Expr], attrs: Mapping[str, Any]) -> Expr:
+    return cast(args[0], attrs["dtype"])
 
 
 def _cast_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
@@ -84,8 +82,9 @@ def _cast_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list
     return [out_grads[0] if floats else None]
 
 
-register(OpDef("cast", 1, _cast_infer, _cast_reference, _cast_lower, attrs={"dtype": Attr("dtype")},
-               grad=_cast_grad, doc="convert to another dtype (float->int truncates and saturates, NaN -> 0; into the "
+# promote=False: a cast converts from its source dtype directly (widening f16 first would add a conversion)
+register(OpDef("cast", 1, _cast_infer, _cast_reference, None, attrs={"dtype": Attr("dtype")},
+               scalar=_cast_scalar, promote=False, grad=_cast_grad, doc="convert to another dtype (float->int truncates and saturates, NaN -> 0; into the "
                                     "narrow floats, floats round to nearest even; integers keep their low bits)"))
 
 # unsigned integer of each element size: bitcast copies elements as these, so no float load can touch a bit
@@ -103,13 +102,12 @@ def _bitcast_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> 
     return [np.array(args[0], order="C").view(attrs["dtype"].np)]  # (ascontiguousarray: 0-d -> 1-d)
 
 
-def _bitcast_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _bitcast_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                    attrs: Mapping[str, Any]) -> list[Stmt]:
     """Both buffers are read and written as unsigned integers of the element size: a bit-exact copy."""
     (x,), (out,) = ins, outs
     bits = _BITS_OF_SIZE[x.dtype.itemsize]
-    source = Operand(replace(x.buffer, dtype=bits), replace(x.type, dtype=bits))
-    target = Operand(replace(out.buffer, dtype=bits), replace(out.type, dtype=bits))
+    source, target = x.as_dtype(bits), out.as_dtype(bits)
     return kb.loop_nest(out.shape, lambda idx: [target.store(idx, source.load(idx))])
 
 

@@ -18,9 +18,10 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, add, all_of, binary, cast, const, select
+from needlec.compiler.loops.builder import (KernelBuilder, Operand, add, all_of, binary, cast, compute_dtype, const,
+                                            select)
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt
-from needlec.compiler.ops.common import compute_dtype, grad_flip, grad_place, grad_where, normalize_axis
+from needlec.compiler.ops.common import grad_flip, grad_place, grad_where, normalize_axis
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:
@@ -547,11 +548,8 @@ def _fill_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> lis
     return [np.full(tuple(attrs["shape"]), fill_scalar(attrs["value"], dtype), dtype.np)]
 
 
-def _fill_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
-                attrs: Mapping[str, Any]) -> list[Stmt]:
-    (out,) = outs
-    value = fill_constant(attrs["value"], out.dtype)
-    return kb.loop_nest(out.shape, lambda idx: [out.store(idx, value)])
+def _fill_scalar(args: Sequence[Expr], attrs: Mapping[str, Any]) -> Expr:
+    return fill_constant(attrs["value"], attrs["dtype"])
 
 
 register(OpDef(
@@ -585,6 +583,6 @@ register(OpDef(
     attrs={"shape": Attr("ints"), "axis": Attr("int"), "dtype": Attr("dtype")}, grad=NO_GRAD,
     doc="each element is its index along axis (integers wrap to the dtype)"))
 register(OpDef(
-    "fill", 0, _fill_infer, _fill_reference, _fill_lower,
+    "fill", 0, _fill_infer, _fill_reference, None, scalar=_fill_scalar,
     attrs={"shape": Attr("ints"), "value": Attr("float"), "dtype": Attr("dtype")}, grad=NO_GRAD,
     doc="a tensor of one value cast to dtype (bool: value != 0)"))

@@ -26,7 +26,7 @@ from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import binary, const, select, unary
 from needlec.compiler.loops.ir import Expr
-from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, grad_where, lower_elementwise
+from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, grad_where
 from needlec.compiler.ops.registry import NO_GRAD, GradFn, OpDef, register
 
 if TYPE_CHECKING:
@@ -327,7 +327,7 @@ def _binary_grad(rule: BinaryGrad | GradFn) -> GradFn:
 
 for _name, (_dtypes, _ref, _expr, _doc, _grad) in UNARY.items():
     register(OpDef(_name, 1, _unary_infer(_name, _dtypes), _unary_reference(_ref),
-                   lower_elementwise(lambda args, f=_expr: f(args[0])), grad=_unary_grad(_grad), doc=_doc))
+                   None, grad=_unary_grad(_grad), doc=_doc, scalar=lambda args, attrs, f=_expr: f(args[0])))
 
 def _predicate_infer(name: str) -> Callable:
     def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
@@ -339,12 +339,12 @@ def _predicate_infer(name: str) -> Callable:
 
 for _name, (_ref, _expr, _doc) in PREDICATES.items():
     register(OpDef(_name, 1, _predicate_infer(_name), lambda args, attrs, f=_ref: [np.asarray(f(args[0]))],
-                   lower_elementwise(lambda args, f=_expr: f(args[0])), grad=NO_GRAD, doc=_doc))
+                   None, grad=NO_GRAD, doc=_doc, scalar=lambda args, attrs, f=_expr: f(args[0])))
 
 for _name, (_dtypes, _to_bool, _ref, _loop_op, _grad) in BINARY.items():
     register(OpDef(_name, 2, _binary_infer(_name, _dtypes, _to_bool), _binary_reference(_ref, _to_bool),
-                   lower_elementwise(lambda args, op=_loop_op: binary(op, args[0], args[1])),
-                   grad=_binary_grad(_grad), doc=f"elementwise {_name} with NumPy broadcasting"))
+                   None, grad=_binary_grad(_grad), doc=f"elementwise {_name} with NumPy broadcasting",
+                   scalar=lambda args, attrs, op=_loop_op: binary(op, args[0], args[1])))
 
 
 def _where_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
@@ -363,5 +363,5 @@ def _where_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> lis
 register(OpDef(
     "where", 3, _where_infer,
     lambda args, attrs: [np.where(*args).astype(args[1].dtype)],
-    lower_elementwise(lambda args: select(args[0], args[1], args[2])),
-    grad=_where_grad, doc="cond ? a : b with NumPy broadcasting"))
+    None, grad=_where_grad, doc="cond ? a : b with NumPy broadcasting",
+    scalar=lambda args, attrs: select(args[0], args[1], args[2])))

@@ -19,9 +19,9 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const
+from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, const
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
-from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, compute_dtype
+from needlec.compiler.ops.common import broadcast_shapes, check_dtypes
 from needlec.compiler.ops.registry import OpDef, check, register
 
 if TYPE_CHECKING:

@@ -28,9 +28,9 @@ import numpy as np
 from needlec.compiler.ir.dtypes import ALL_DTYPES, NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const, select
+from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, const, select
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_where, normalize_axis
+from needlec.compiler.ops.common import check_dtypes, grad_where, normalize_axis
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 
 if TYPE_CHECKING:

@@ -8,17 +8,20 @@ registered here; ``tests/test_ops.py`` fails when an op lacks a rule or a test c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.types import TensorType
+from needlec.compiler.loops.builder import ScalarFn, lower_elementwise
 from needlec.errors import IRError, ShapeError, UnsupportedOpError
 
 if TYPE_CHECKING:
-    from needlec.compiler.loops.ir import Stmt
+    from needlec.compiler.loops.ir import Kernel, Stmt
     from needlec.compiler.loops.builder import KernelBuilder, Operand
+    from needlec.compiler.target import Target
 
 ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "dtype")
 
@@ -72,6 +75,7 @@ InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], list[TensorType]]
 ReferenceFn = Callable[[Sequence[np.ndarray], Mapping[str, Any]], list[np.ndarray]]
 LowerFn = Callable[["KernelBuilder", Sequence["Operand"], Sequence["Operand"], Mapping[str, Any]], list["Stmt"]]
 GradFn = Callable[..., list[Any]]
+ScheduleFn = Callable[["Kernel", Mapping[str, Any], "Target | None"], "Kernel"]
 
 
 def NO_GRAD(ctx: Any, node: Any, out_grads: Sequence[Any]) -> list[Any]:  # noqa: N802
@@ -91,6 +95,15 @@ class OpDef:
     ``passes.autodiff.GradContext`` ``ctx``; ``NO_GRAD`` marks ops that are not
     differentiable.
     ``arity`` is the number of inputs, or ``None`` for variadic ops.
+
+    Elementwise ops give ``scalar`` and pass ``lower=None``: ``scalar(args,
+    attrs)`` is the result's expression from the broadcast input elements,
+    widened to the compute dtype first unless ``promote`` is False (the store
+    rounds to the output dtype). Their ``lower`` is then the generic
+    ``builder.lower_elementwise`` nest, and a consumer kernel can compute them
+    inline (``builder.InlineOperand``). ``schedule(kernel, attrs, target)``,
+    when given, replaces the default schedule of the kernels whose last source
+    is this op (``passes/schedule.py``).
     """
 
     name: str
@@ -102,6 +115,18 @@ class OpDef:
     is_view: bool = False
     grad: GradFn | None = None
     doc: str = ""
+    scalar: ScalarFn | None = None
+    promote: bool = True
+    schedule: ScheduleFn | None = None
+
+    def __post_init__(self) -> None:
+        if self.scalar is not None:  # why: one lowering for every elementwise op, so fused and unfused agree
+            object.__setattr__(self, "lower", partial(lower_elementwise, self.scalar, self.promote))
+
+    @property
+    def is_elementwise(self) -> bool:
+        """Whether the op is a scalar function of its broadcast inputs (it has ``scalar``)."""
+        return self.scalar is not None
 
     def normalize_attrs(self, attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Check ``attrs`` against the schema, fill defaults, return a sorted dict."""

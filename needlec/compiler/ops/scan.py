@@ -23,9 +23,9 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const
+from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, const
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_flip, grad_place, normalize_axis
+from needlec.compiler.ops.common import check_dtypes, grad_flip, grad_place, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:

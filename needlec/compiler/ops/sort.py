@@ -22,9 +22,9 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, select
+from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, select
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype, normalize_axis
+from needlec.compiler.ops.common import check_dtypes, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:

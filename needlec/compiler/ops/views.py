@@ -14,7 +14,7 @@ import numpy as np
 
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.ops.common import grad_flip, grad_place, lower_elementwise, normalize_axis
+from needlec.compiler.ops.common import grad_flip, grad_place, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ register(OpDef("broadcast_to", 1, _broadcast_infer, lambda a, at: [np.broadcast_
 register(OpDef("slice", 1, _slice_infer, _slice_reference, None,
                attrs={"starts": INTS, "stops": INTS, "steps": INTS, "axes": INTS}, is_view=True, grad=_slice_grad,
                doc="x[start:stop:step] on the given axes (Python semantics, negative steps allowed)"))
-register(OpDef("copy", 1, _copy_infer, lambda a, at: [np.array(a[0], order="C")],
-               lower_elementwise(lambda args: args[0], promote=False), grad=_identity_grad,
+# promote=False: a copy moves elements unchanged, with no conversion
+register(OpDef("copy", 1, _copy_infer, lambda a, at: [np.array(a[0], order="C")], None,
+               scalar=lambda args, attrs: args[0], promote=False, grad=_identity_grad,
                doc="materialise any layout as a contiguous buffer"))

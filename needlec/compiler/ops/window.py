@@ -32,9 +32,10 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType, contiguous_strides
-from needlec.compiler.loops.builder import KernelBuilder, Operand, all_of, binary, cast, const, linear_index, select
+from needlec.compiler.loops.builder import (KernelBuilder, Operand, all_of, binary, cast, compute_dtype, const,
+                                            linear_index, select)
 from needlec.compiler.loops.ir import Assign, Const, Expr, If, Local, LocalRef, Loop, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, compute_dtype, grad_place, grad_where
+from needlec.compiler.ops.common import check_dtypes, grad_place, grad_where
 from needlec.compiler.ops.reduce import identity
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
 

@@ -4,19 +4,21 @@ Every value gets a storage: graph inputs and outputs are caller-owned slots,
 constants and variables are module globals, other node outputs are arena
 buffers (placed later by ``plan_memory``), and view outputs alias the buffer
 of their source. Each non-view node becomes one kernel whose body is its op's
-lowering; variable updates become copy kernels after all others, so every
-read of a variable sees its value from the start of the call.
+lowering, which reads its inputs through ``Operand``s (``make_kernel`` also
+builds kernels whose inputs fold producers in); variable updates become copy
+kernels after all others, so every read of a variable sees its value from the
+start of the call.
 Requires ``materialize_outputs`` to have run (outputs are fresh, contiguous
 buffers).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Mapping, Sequence
 
 from needlec.compiler.ir.graph import Graph, Value
-from needlec.compiler.loops.builder import KernelBuilder, Operand
+from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand
 from needlec.compiler.loops.ir import Buffer, Kernel, Program, Source, Storage
-from needlec.compiler.ops.registry import get_op
+from needlec.compiler.ops.registry import LowerFn, get_op
 from needlec.errors import CodegenError
 
 
@@ -62,18 +64,19 @@ def lower_to_loops(graph: Graph) -> Program:
             new_buffer(value, Storage("output", slot) if slot is not None else Storage("arena"), value.type.size)
         if opdef.lower is None:
             raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
-        ins = [Operand(base[id(v)], v.type) for v in node.inputs]
-        outs = [Operand(base[id(v)], v.type) for v in node.outputs]
-        kernels.append(_kernel(f"k{len(kernels)}_{node.op}", opdef.lower, ins, outs, node.attrs,
-                               Source(node.name, node.op, tuple(sorted(node.attrs.items())))))
+        ins = [BufferOperand(base[id(v)], v.type) for v in node.inputs]
+        outs = [BufferOperand(base[id(v)], v.type) for v in node.outputs]
+        kernels.append(make_kernel(f"k{len(kernels)}_{node.op}", opdef.lower, ins, outs, node.attrs,
+                                   Source(node.name, node.op, tuple(sorted(node.attrs.items())))))
 
     copy = get_op("copy").lower
     assert copy is not None
     for variable, value in graph.updates:
         if value is not variable:
-            kernels.append(_kernel(f"k{len(kernels)}_update_{base[id(variable)].name}", copy,
-                                   [Operand(base[id(value)], value.type)],
-                                   [Operand(base[id(variable)], variable.type)], {}, Source(variable.name, "update")))
+            kernels.append(make_kernel(f"k{len(kernels)}_update_{base[id(variable)].name}", copy,
+                                       [BufferOperand(base[id(value)], value.type)],
+                                       [BufferOperand(base[id(variable)], variable.type)], {},
+                                       Source(variable.name, "update")))
 
     return Program(graph.name, kernels, buffers, storage, constants,
                    [(v.name, v.shape, v.dtype) for v in graph.inputs],
@@ -81,8 +84,11 @@ def lower_to_loops(graph: Graph) -> Program:
                    [(v.name, v.shape, v.dtype) for v in graph.variables])
 
 
-def _kernel(name: str, lower: Callable, ins: list[Operand], outs: list[Operand], attrs: dict[str, Any],
-            source: Source) -> Kernel:
+def make_kernel(name: str, lower: LowerFn, ins: Sequence[Operand], outs: Sequence[BufferOperand],
+                attrs: Mapping[str, Any], source: Source) -> Kernel:
+    """The kernel of ``lower`` over ``ins`` and ``outs``: its buffers are those the operands touch, its sources
+    the nodes folded into its inputs (``InlineOperand``), producers first, then ``source``."""
     body = lower(KernelBuilder(), ins, outs, attrs)
-    used = list(dict.fromkeys(o.buffer for o in [*ins, *outs]))
-    return Kernel(name, tuple(used), tuple(body), sources=(source,))
+    used = dict.fromkeys(b for o in [*ins, *outs] for b in o.buffers)
+    folded = dict.fromkeys(s for x in ins for s in x.sources)  # (an input read twice folds its nodes in once)
+    return Kernel(name, tuple(used), tuple(body), sources=(*folded, source))

@@ -1,7 +1,12 @@
-"""Pass ``schedule``: the default schedule every kernel gets.
+"""Pass ``schedule``: each kernel's op schedule, else the default schedule.
 
-Two rules, applied to serial loops (loops a lowering already scheduled are
-left alone):
+A kernel whose op (the op of its last source: the node whose result it
+stores) has an ``OpDef.schedule`` hook is scheduled by that hook, given the
+op's attributes and the target. Why: tiling policies depend on the op
+(matmul, conv) and on the machine.
+
+Every other kernel gets the default: two rules, applied to serial loops
+(loops a lowering already scheduled are left alone):
 
 1. An innermost loop of at most ``UNROLL_EXTENT`` iterations is fully
    unrolled. Why: for tiny loops (a 3x3 convolution window, a short trailing
@@ -20,9 +25,14 @@ Tiling (split and reorder for cache blocking) is not part of this default.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from needlec.compiler.loops.ir import Kernel, Loop, Program
 from needlec.compiler.loops.transforms import is_innermost, unroll, vectorize, walk
+from needlec.compiler.ops.registry import all_ops
+
+if TYPE_CHECKING:
+    from needlec.compiler.target import Target
 
 UNROLL_EXTENT = 4
 VECTORIZE_EXTENT = 8
@@ -43,6 +53,15 @@ def schedule_kernel(kernel: Kernel) -> Kernel:
     return kernel
 
 
-def schedule(program: Program) -> Program:
-    """Apply the default schedule (unroll tiny innermost loops, vectorize long ones) to every kernel."""
-    return replace(program, kernels=[schedule_kernel(k) for k in program.kernels])
+def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
+    """``kernel`` scheduled by its op's ``schedule`` hook, or by ``schedule_kernel`` when the op has none."""
+    source = kernel.sources[-1] if kernel.sources else None
+    opdef = all_ops().get(source.op) if source is not None else None  # variable updates have no OpDef
+    if source is None or opdef is None or opdef.schedule is None:
+        return schedule_kernel(kernel)
+    return opdef.schedule(kernel, dict(source.attrs), target)
+
+
+def schedule(program: Program, target: Target | None = None) -> Program:
+    """Schedule every kernel for ``target``: by its op's ``schedule`` hook when it has one, else the default."""
+    return replace(program, kernels=[_schedule_one(k, target) for k in program.kernels])
