@@ -82,7 +82,7 @@ class GradientFunction:
         if argnums is None:
             argnums = () if wrt_params is not None else 0
         self.single = isinstance(argnums, (int, np.integer))
-        self.argnums = (int(argnums),) if self.single else tuple(int(a) for a in argnums)  # type: ignore[union-attr]
+        self.argnums = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(int(a) for a in argnums)
         if len(set(self.argnums)) != len(self.argnums):
             raise TraceError(f"grad: argnums {self.argnums} repeats an index")
         if not self.argnums and wrt_params is None:

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
         if out.type.rank < 2:
             raise NeedlecError(f"--loss cross_entropy needs (batch, classes, ...) logits, found shape {out.shape}")
         labels = np.zeros(out.shape[:1] + out.shape[2:], np.int64)
-        loss_fn = needlec.losses.cross_entropy
+        loss_fn: Callable[..., Any] = needlec.losses.cross_entropy
     else:
         labels = np.zeros(out.shape, out.dtype.np)
         loss_fn = needlec.losses.mse_loss if args.loss == "mse" else needlec.losses.binary_cross_entropy_with_logits

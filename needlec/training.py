@@ -113,6 +113,7 @@ def constants_to_variables(graph: Graph, constants: Sequence[Value]) -> list[Val
     """Replace each of ``constants`` by a variable of the same name and data; every use moves over."""
     variables = []
     for constant in constants:
+        assert constant.data is not None
         graph.remove_constants([constant])
         variable = graph.add_variable(constant.data, constant.name)
         graph.replace_all_uses(constant, variable)

@@ -247,9 +247,10 @@ class Pipeline:
 
     def _run_one(self, p: Pass, ir: Any, instruments: Sequence[Instrumentation]) -> Any:
         """Run ``p`` on ``ir`` (loop passes also get the target), wrapped by every instrument in order."""
-        def run() -> Any:
+        def run_alone() -> Any:
             return p.run(ir, self.target) if p.kind == "loops" else p.run(ir)
 
+        run: Callable[[], Any] = run_alone
         for instrument in reversed(instruments):
             run = functools.partial(instrument.run_pass, p, run)
         return run()

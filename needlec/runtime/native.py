@@ -36,7 +36,7 @@ class NativeModel:
         if nbytes == 0:
             return np.empty(spec.shape, spec.dtype)
         buffer = (ctypes.c_char * nbytes).from_address(address)
-        return np.frombuffer(buffer, dtype=spec.dtype).reshape(spec.shape)
+        return np.frombuffer(memoryview(buffer).cast("B"), dtype=spec.dtype).reshape(spec.shape)
 
     def get_variable(self, name: str) -> np.ndarray:
         """A copy of variable ``name``'s current value."""

@@ -57,7 +57,7 @@ class ExternalData:
 
 def external_data(program: Program, alignment: int) -> list[ExternalData]:
     """The constants and variables of ``program`` larger than ``INLINE_LIMIT`` bytes, with their symbols."""
-    found = []
+    found: list[ExternalData] = []
     for name, data in program.constants.items():
         array = np.ascontiguousarray(data)
         if array.nbytes > INLINE_LIMIT:

@@ -13,6 +13,8 @@ a model gives the same bits with and without F16C; f64 -> f16 rounds once
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import llvmlite.ir as ir
 
 from needlec.compiler.codegen.llvm_emit import F32, F64, I16, I32, f32_rounded_to_odd
@@ -54,7 +56,8 @@ def _half_to_f32(b: ir.IRBuilder, h: ir.Value) -> ir.Value:
     return b.bitcast(b.or_(magnitude, sign), F32)
 
 
-def _define(module: ir.Module, name: str, result: ir.Type, arg: ir.Type, body) -> None:  # type: ignore[no-untyped-def]
+def _define(module: ir.Module, name: str, result: ir.Type, arg: ir.Type,
+            body: Callable[[ir.IRBuilder, ir.Value], ir.Value]) -> None:
     fn = ir.Function(module, ir.FunctionType(result, [arg]), name=name)
     fn.visibility = "hidden"
     b = ir.IRBuilder(fn.append_basic_block("entry"))

@@ -27,7 +27,7 @@ class Pass:
     """A named pipeline stage; its docstring is the run function's."""
 
     name: str
-    run: Callable[[Any], Any]
+    run: Callable[..., Any]  # (Graph) for graph and lower passes, (Program, Target) for loop passes
     kind: str
 
     @property

@@ -17,8 +17,7 @@ def cse(graph: Graph) -> Graph:
     dead_constants = []
     for value in graph.constants:
         assert value.data is not None
-        key = (value.dtype, value.shape, value.data.tobytes())
-        kept = by_data.setdefault(key, value)
+        kept = by_data.setdefault((value.dtype, value.shape, value.data.tobytes()), value)
         if kept is not value:
             graph.replace_all_uses(value, kept)
             dead_constants.append(value)
@@ -27,10 +26,9 @@ def cse(graph: Graph) -> Graph:
     seen: dict[Hashable, list[Value]] = {}
     dead = []
     for node in graph.nodes:
-        key = (node.op, tuple(id(v) for v in node.inputs), _freeze(node.attrs))
-        kept = seen.setdefault(key, node.outputs)
-        if kept is not node.outputs:
-            for old, new in zip(node.outputs, kept):
+        first = seen.setdefault((node.op, tuple(id(v) for v in node.inputs), _freeze(node.attrs)), node.outputs)
+        if first is not node.outputs:
+            for old, new in zip(node.outputs, first):
                 graph.replace_all_uses(old, new)
             dead.append(node)
     graph.remove_nodes(dead)
