@@ -37,6 +37,7 @@ from needlec.compiler.ir.printer import print_graph
 from needlec.compiler.ir.verifier import verify_graph
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.loops.printer import print_program
+from needlec.compiler.loops.verifier import verify_program
 from needlec.compiler.passes import PASS_NAMES, Pass, passes_for
 from needlec.compiler.target import Target
 from needlec.errors import NeedlecError, PassError
@@ -70,10 +71,6 @@ class VerifyEach(Instrumentation):
         if isinstance(ir, Graph):
             verify_graph(ir)
         else:
-            try:  # TODO(lead): top level once it lands
-                from needlec.compiler.loops.verifier import verify_program
-            except ImportError:
-                return
             verify_program(ir)
 
 
@@ -115,8 +112,10 @@ class CheckNumerics(Instrumentation):
         if isinstance(ir, Graph):
             outputs, updates = evaluate(ir, self.samples)
         else:
-            from needlec.compiler.loops.interpreter import run_program  # TODO(lead): top level once it lands
-
+            try:  # TODO(lead): top level once it lands
+                from needlec.compiler.loops.interpreter import run_program
+            except ImportError:
+                return
             outputs, updates = run_program(ir, self.samples)
         results = self._named(outputs, updates)
         for what, want in self.reference.items():
