@@ -302,8 +302,8 @@ def _separated_by(var: str, index: Mapping[str, int], loops: Mapping[str, Loop],
     return loops[var].extent <= 1 or abs(index.get(var, 0)) > _span(rest, loops, bounds)
 
 
-def _check_independent(kernel: Kernel, what: str, nest: Loop, second: Loop | None) -> None:
-    """Raise unless interchanging ``nest`` with ``second`` (or running ``nest`` in parallel) is safe.
+def independence_problem(nest: Loop, second: Loop | None = None) -> str | None:
+    """Why interchanging ``nest`` with ``second`` (or running ``nest``'s iterations in parallel) is unsafe, or None.
 
     Safe means the accesses to every element keep their order: for each
     buffer the nest writes, all accesses use one affine index, and two
@@ -313,7 +313,7 @@ def _check_independent(kernel: Kernel, what: str, nest: Loop, second: Loop | Non
     declared = declared_names(nest)
     for n in walk(nest):
         if isinstance(n, Assign) and n.name not in declared:
-            raise _error(kernel, what, nest.var, f"it assigns local {n.name} declared outside the loop")
+            return f"it assigns local {n.name} declared outside the loop"
     loops = {n.var: n for n in walk(nest) if isinstance(n, Loop)}
     pinned = [nest.var] if second is None else [nest.var, second.var]
     accesses = list(_accesses((nest,), ()))
@@ -321,12 +321,56 @@ def _check_independent(kernel: Kernel, what: str, nest: Loop, second: Loop | Non
         mine = [(n, guards) for n, guards in accesses if n.buffer.name == name]
         indices = {n.index for n, _ in mine}
         if len(indices) > 1:
-            raise _error(kernel, what, nest.var, f"buffer {name} is written and accessed at different indices")
+            return f"buffer {name} is written and accessed at different indices"
         index = affine(indices.pop())
         common = set.intersection(*(set(guards) for _, guards in mine))
         bounds = [b for b in map(_bound, common) if b is not None]
         if index is None or not any(_separated_by(v, index, loops, bounds) for v in pinned):
-            raise _error(kernel, what, nest.var, f"iterations may reach the same element of buffer {name}")
+            return f"iterations may reach the same element of buffer {name}"
+    return None
+
+
+def iterations_disjoint(loop: Loop) -> bool:
+    """Whether ``loop``'s iterations may run at once, each statement for all iterations before the next.
+
+    True when no local declared outside is assigned and no two different
+    iterations touch a common element of a buffer the loop writes: every
+    access to such a buffer is affine, with the same coefficient ``c`` of
+    ``loop``'s variable and the same coefficients of enclosing loops'
+    variables, and the rest (constants and nested loops' terms) ranges over
+    an interval narrower than ``|c|``. Unlike ``independence_problem`` it
+    allows several indices per buffer (as unrolling and separate nests leave
+    them) and ignores ``if`` guards.
+    """
+    declared = declared_names(loop)
+    if any(isinstance(n, Assign) and n.name not in declared for n in walk(loop)):
+        return False
+    inner = {n.var: n for n in walk(loop.body) if isinstance(n, Loop)}
+    accesses = [n for n, _ in _accesses((loop,), ())]
+    for name in {n.buffer.name for n in accesses if isinstance(n, Store)}:
+        forms = [affine(n.index) for n in accesses if n.buffer.name == name]
+        if any(f is None for f in forms):
+            return False
+        fixed = [{v: c for v, c in f.items() if v and v not in inner and c} for f in forms]  # type: ignore[union-attr]
+        if any(t != fixed[0] for t in fixed):
+            return False
+        low = high = None
+        for form in forms:
+            ends = [(c * inner[v].start, c * (inner[v].start + inner[v].extent - 1))
+                    for v, c in form.items() if v in inner]  # type: ignore[union-attr]
+            lo = form.get("", 0) + sum(min(e) for e in ends)  # type: ignore[union-attr]
+            hi = form.get("", 0) + sum(max(e) for e in ends)  # type: ignore[union-attr]
+            low, high = lo if low is None else min(low, lo), hi if high is None else max(high, hi)
+        if loop.extent > 1 and abs(fixed[0].get(loop.var, 0)) <= high - low:  # type: ignore[operator]
+            return False
+    return True
+
+
+def _check_independent(kernel: Kernel, what: str, nest: Loop, second: Loop | None) -> None:
+    """Raise ``CodegenError`` naming ``kernel`` when ``independence_problem`` finds one."""
+    problem = independence_problem(nest, second)
+    if problem is not None:
+        raise _error(kernel, what, nest.var, problem)
 
 
 # -- transformations ------------------------------------------------------------
