@@ -8,14 +8,16 @@ needlec is faster). Machines are shared and noisy: read medians and ratios.
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import runpy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from timing import median_seconds
 
 import needlec
-from timing import median_seconds
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -63,18 +65,18 @@ def main() -> None:
         ns = runpy.run_path(str(ROOT / "examples" / f"{name}.py"))
         model, (x,) = ns["model"], ns["example_inputs"]
         compiled = needlec.compile(model, [x])
-        ours = median_seconds(lambda: compiled(x), repeats=args.repeat)
+        ours = median_seconds(functools.partial(compiled, x), repeats=args.repeat)
         print(f"{name}: needlec {ours * 1e6:9.1f} us")
         peers: dict[str, Callable[[], Any]] = {}
         if name == "mlp":
-            peers["numpy"] = lambda: numpy_forward(model, x)
+            peers["numpy"] = functools.partial(numpy_forward, model, x)
         tmodel = torch_model(model)
         if tmodel is not None:
             import torch
 
             tx = torch.from_numpy(x)
 
-            def run_torch() -> Any:
+            def run_torch(tmodel: Any = tmodel, tx: Any = tx) -> Any:
                 with torch.no_grad():
                     return tmodel(tx)
 

@@ -13,6 +13,7 @@ Machines are shared and noisy: read medians and ratios.
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import sys
 import tempfile
@@ -23,9 +24,10 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the model builders live with the tests
 
+from timing import median_seconds  # noqa: E402
+
 import needlec  # noqa: E402
 from tests.onnx_models import INPUT_NAME, MODELS, onnxruntime_session  # noqa: E402
-from timing import median_seconds  # noqa: E402
 
 BATCH = 1
 THREADS = (1, 2)
@@ -48,7 +50,7 @@ def bench_model(name: str, directory: pathlib.Path, repeat: int) -> None:
     for threads in THREADS:
         session = onnxruntime_session(path, threads)
         feed = {INPUT_NAME: x}
-        theirs = median_seconds(lambda: session.run(None, feed), repeats=repeat)
+        theirs = median_seconds(functools.partial(session.run, None, feed), repeats=repeat)
         difference = float(np.max(np.abs(got - session.run(None, feed)[0])))
         print(f"{name}: onnxruntime {threads} thr {theirs * 1e3:9.3f} ms   needlec speed ratio "
               f"{theirs / ours:6.3g}x   max |diff| {difference:.1e}")

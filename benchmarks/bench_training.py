@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 import needlec
-from timing import median_seconds
 from needlec import nn, optim
 
 SIZES = (784, 256, 128, 10)

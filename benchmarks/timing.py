@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def median_seconds(run: Callable[[], object], warmup: int = 2, repeats: int = 50) -> float:

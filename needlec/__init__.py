@@ -4,17 +4,20 @@ Public surface: ``trace``, ``compile``, ``load``, ``from_onnx``, ``grad``, ``val
 ``Graph``, ``nn``, ``ops``, ``losses`` and the ``NeedlecError`` hierarchy (see
 docs/ARCHITECTURE.md).
 """
+from needlec import (  # noqa: E402  (after trace: both build on the frontend)
+           nn,
+           ops,
+           optim,  # noqa: E402  (builds on nn)
+)
 from needlec.api import Compiled, compile, load
+from needlec.autodiff import grad, value_and_grad
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.ir.types import TensorType
 from needlec.errors import NeedlecError
-from needlec.frontend.trace import trace
-from needlec.frontend.onnx import from_onnx
-from needlec.autodiff import grad, value_and_grad
 from needlec.frontend import losses
-from needlec import nn, ops  # noqa: E402  (after trace: both build on the frontend)
-from needlec import optim  # noqa: E402  (builds on nn)
+from needlec.frontend.onnx import from_onnx
+from needlec.frontend.trace import trace
 from needlec.training import TrainingStep, compile_training_step  # noqa: E402  (builds on optim)
 
 __all__ = ["Compiled", "compile", "load", "from_onnx", "DType", "Graph", "TensorType", "NeedlecError", "trace",

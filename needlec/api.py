@@ -11,15 +11,15 @@ error (``progress``: see ``needlec/progress.py``).
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from needlec.build.header import c_header
-from needlec.compiler.ir.graph import Graph
 from needlec.compiler.codegen.cpu import signature_json
+from needlec.compiler.ir.graph import Graph
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.pipeline import PipelineResult
 from needlec.compiler.target import Target

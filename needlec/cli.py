@@ -14,7 +14,8 @@ import argparse
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -138,9 +139,9 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
 def _compile_cmd(args: argparse.Namespace) -> None:
     from needlec.build.header import c_header
     from needlec.build.toolchain import output_path
+    from needlec.compiler.codegen.cpu import signature_json
     from needlec.driver import run_pipeline, write_artifact
     from needlec.runtime.signature import Signature
-    from needlec.compiler.codegen.cpu import signature_json
 
     target = _target(args)
     if args.train:

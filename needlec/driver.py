@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def _refuse_example_inputs(model: Any, example_inputs: Sequence[Any] | None) -> 
 
 
 def run_pipeline(graph: Graph, target: Target, progress: Progress, **options: Any) -> PipelineResult:
-    """Run ``target``'s pass table over ``graph`` with ``PipelineOptions(**options)``, each pass a ``progress`` stage."""
+    """Run ``target``'s pass table over ``graph`` with ``PipelineOptions(**options)``; each pass is a progress stage."""
     return Pipeline(PipelineOptions(**options), target, instruments=[progress]).run(graph)
 
 
@@ -160,7 +161,7 @@ EMITS = ("so", "exe", "obj", "llvm", "ir", "loops")
 
 
 def write_artifact(result: PipelineResult, target: Target, emit: str, path: str, stage: Stage = no_stage) -> None:
-    """Write ``result`` to ``path`` as ``emit``: a shared library, an executable, an object, LLVM IR, graph or loop IR."""
+    """Write ``result`` to ``path`` as ``emit``: shared library, executable, object, LLVM IR, graph or loop IR."""
     if emit not in EMITS:
         raise NeedlecError(f"unknown output kind {emit!r}; expected one of {', '.join(EMITS)}")
     if emit in ("ir", "loops"):

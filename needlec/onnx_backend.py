@@ -11,17 +11,17 @@ sequence outputs regrouped into lists.
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 
 from needlec.api import Compiled, compile
-from needlec.frontend.onnx.context import DynamicValueError
+from needlec.frontend.onnx.context import DynamicValueError, OnnxImportError
 from needlec.frontend.onnx.importer import Importer
 from needlec.frontend.onnx.loader import load_model
-from needlec.frontend.onnx.context import OnnxImportError
 
 
 def _as_array(x: Any) -> Any:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
 from needlec.compiler.passes import Pass
 from needlec.compiler.pipeline import Instrumentation
@@ -42,7 +43,7 @@ class Progress(Instrumentation):
         self._pending: list[str] = []  # finished stages not printed yet ("auto" before AUTO_DELAY)
 
     @staticmethod
-    def from_flag(flag: bool | None) -> "Progress":
+    def from_flag(flag: bool | None) -> Progress:
         """``True``: always, ``False``: never, ``None``: auto."""
         return Progress({True: "always", False: "never", None: "auto"}[flag])
 

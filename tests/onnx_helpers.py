@@ -1,7 +1,7 @@
 """Helpers shared by the ONNX converter tests: compile a model with needlec and compare outputs."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import pathlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -17,10 +17,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import needlec
-from needlec.cli import main
 from needlec.build.checked import HEADER_NAME, checked_entry_c
 from needlec.build.executable import main_source, output_file_names
 from needlec.build.header import c_header
+from needlec.cli import main
 from needlec.runtime.signature import Signature, TensorSpec
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc)")

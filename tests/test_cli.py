@@ -152,7 +152,8 @@ def test_compile_train_from_an_onnx_model(tmp_path) -> None:
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array((rng.random((8, 3)) * 0.1).astype(np.float32), "W"),
                numpy_helper.from_array(np.zeros(3, np.float32), "b")]
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["h"]),
+                               helper.make_node("Add", ["h", "b"], ["y"])],
                               "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], weights)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "linear.onnx"))

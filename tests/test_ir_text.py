@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -13,8 +14,8 @@ from needlec.compiler.interpreter import interpret
 from needlec.compiler.ir.parser import parse_graph
 from needlec.compiler.ir.printer import MAX_LITERAL_ELEMENTS, print_graph
 from needlec.compiler.ir.verifier import verify_graph
-from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, If, Kernel, Load, Local, LocalRef,
-                                       Loop, Select, Store, Unary, Var)
+from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, If, Kernel, Load, Local, LocalRef, Loop,
+                                       Select, Store, Unary, Var)
 from needlec.compiler.loops.printer import print_expr, print_kernel, print_program
 from needlec.compiler.ops import registry
 from needlec.compiler.ops.registry import Attr, OpDef

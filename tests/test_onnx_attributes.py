@@ -2,7 +2,8 @@
 chosen where needlec and ONNX Runtime differ (docs/ARCHITECTURE.md, "Op semantics worth knowing")."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -97,7 +98,8 @@ CASES: list[tuple[onnx.NodeProto, int, int | None, str]] = [
 ]
 
 
-@pytest.mark.parametrize("proto, opset, rank, fragment", CASES, ids=[f"{c[0].op_type}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("proto, opset, rank, fragment", CASES,
+                         ids=[f"{c[0].op_type}-{i}" for i, c in enumerate(CASES)])
 def test_attribute_rule(proto: onnx.NodeProto, opset: int, rank: int | None, fragment: str) -> None:
     problems = check_attributes(proto, opset, rank)
     assert len(problems) == 1 and fragment in problems[0], problems
@@ -133,7 +135,8 @@ def tensor_model(nodes: Sequence[onnx.NodeProto], inputs: dict[str, np.ndarray],
                  out_type: int = F32) -> onnx.ModelProto:
     graph = helper.make_graph(
         list(nodes), "g",
-        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in inputs.items()],
+        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+         for k, v in inputs.items()],
         [helper.make_tensor_value_info(k, out_type, shape) for k, shape in outputs.items()],
         [onnx.numpy_helper.from_array(np.asarray(v), k) for k, v in (consts or {}).items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

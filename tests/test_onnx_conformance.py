@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-import numpy as np
-
 from tests.onnx_conformance import expected_failures, flat_arrays, node_cases, run_case
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,8 @@ The error cases check the one-line ``OnnxImportError`` naming node, op and opset
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ml_dtypes
 import numpy as np

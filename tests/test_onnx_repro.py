@@ -15,8 +15,8 @@ the reason; a strict xfail notices when one starts to agree.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -7,7 +7,8 @@ ignores a semantics (recurrent activations, clip, input_forget, sequence_lens); 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx

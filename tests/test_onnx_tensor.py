@@ -9,7 +9,8 @@ cases check the one-line ``OnnxImportError`` naming node, op and opset.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,8 +43,9 @@ def compare(model: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 
     assert_same(run_onnx(model, feeds), expected, rtol, atol)
 
 
-def check(op_type: str, inputs: Sequence[str], feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray] | None = None,
-          opset: int = 18, outputs: int = 1, rtol: float = 1e-5, atol: float = 1e-6, **attrs: Any) -> None:
+def check(op_type: str, inputs: Sequence[str], feeds: dict[str, np.ndarray],
+          consts: dict[str, np.ndarray] | None = None, opset: int = 18, outputs: int = 1, rtol: float = 1e-5,
+          atol: float = 1e-6, **attrs: Any) -> None:
     """One-node model of ``op_type`` with ``outputs`` outputs ('' in ``inputs`` marks an absent optional input)
     against the reference."""
     names = [f"y{i}" for i in range(outputs)]
@@ -70,7 +72,8 @@ def test_constant(attrs: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("values,indices", [
-    (helper.make_tensor("v", TensorProto.FLOAT, [2], [5.0, 6.0]), helper.make_tensor("i", TensorProto.INT64, [2], [1, 7])),
+    (helper.make_tensor("v", TensorProto.FLOAT, [2], [5.0, 6.0]),
+     helper.make_tensor("i", TensorProto.INT64, [2], [1, 7])),
     (helper.make_tensor("v", TensorProto.FLOAT, [2], [5.0, 6.0]),
      helper.make_tensor("i", TensorProto.INT64, [2, 2], [0, 1, 2, 1])),
 ])

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import needlec
+from needlec.build.checked import CPUID_BITS
 from needlec.cli import main
 from needlec.compiler.target import PSABI_LEVELS, CpuTarget
 from needlec.errors import ArtifactError, NeedlecError
-from needlec.build.checked import CPUID_BITS
 from needlec.runtime.cpu_check import missing_features
 
 ROOT = Path(__file__).resolve().parent.parent

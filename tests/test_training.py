@@ -13,8 +13,8 @@ import pytest
 
 import needlec
 from needlec import nn, optim
-from needlec.errors import NeedlecError, RuntimeInputError
 from needlec.build.header import c_header
+from needlec.errors import NeedlecError, RuntimeInputError
 from needlec.runtime.signature import Signature, TensorSpec
 
 ROOT = Path(__file__).resolve().parent.parent

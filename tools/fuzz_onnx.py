@@ -22,9 +22,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.onnx_fuzz import SMALL_MODULES, load_cases, make_mutant  # noqa: E402
-from tests.onnx_fuzz_runner import (FAILURES, TIMEOUT_S, Summary, run_mutants,  # noqa: E402
-                                     save_reproducer)
-
+from tests.onnx_fuzz_runner import FAILURES, TIMEOUT_S, Summary, run_mutants, save_reproducer  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -17,7 +17,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.onnx_conformance import EXPECTED_FAILURES, node_cases, run_case  # noqa: E402
 
-
 # Why known numeric mismatches differ (the assertion text alone does not say): case-name fragment -> reason
 EXPLAINED_MISMATCHES = {
     "bf16": "bf16: needlec accumulates in f32 and rounds once; the reference rounds every NumPy step to bf16 "

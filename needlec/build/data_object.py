@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from needlec.compiler.codegen.cpu import ExternalData
 from needlec.build.toolchain import run_cc
+from needlec.compiler.codegen.cpu import ExternalData
 
 _SECTIONS = {False: '.section .rodata.needlec,"a",%progbits', True: '.section .data.needlec,"aw",%progbits'}
 

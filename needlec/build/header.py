@@ -132,7 +132,7 @@ def _describe(spec: TensorSpec) -> str:
 def _listing(signature: Signature) -> list[str]:
     """The comment lines listing every tensor: slot, name, dtype and shape."""
     lines = []
-    for kind, plural in _KINDS:
+    for _, plural in _KINDS:
         specs = getattr(signature, plural)
         lines.append(f" * {plural.capitalize()} ({len(specs)}):")
         width = max((len(_comment(s.name)) for s in specs), default=0)

@@ -35,9 +35,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping
 
 import llvmlite.binding as llvm
 
@@ -74,7 +74,7 @@ class CpuTarget:
     features: tuple[str, ...]
 
     @staticmethod
-    def named(name: str = "host") -> "CpuTarget":
+    def named(name: str = "host") -> CpuTarget:
         """Resolve ``host``, a psABI level or a CPU name the C compiler knows; CodegenError otherwise."""
         if not isinstance(name, str) or not name:
             raise CodegenError(f"cpu must be a CPU name such as 'host' or 'x86-64-v3', found {name!r}")
@@ -160,7 +160,7 @@ class Target:
     math: Mapping[str, Mapping[str, str]] = field(compare=False, hash=False, repr=False)
 
     @staticmethod
-    def named(name: str = "cpu", cpu: str = "host") -> "Target":
+    def named(name: str = "cpu", cpu: str = "host") -> Target:
         """The target ``name`` (``cpu``) for CPU ``cpu``; CodegenError naming the choices otherwise."""
         if name not in TARGET_NAMES:
             raise CodegenError(f"unknown target {name!r}; available: {', '.join(TARGET_NAMES)}")

@@ -7,8 +7,8 @@ Python loaders check them here before any model code runs, and the C side
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import llvmlite.binding as llvm
 

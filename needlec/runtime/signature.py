@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Signature:
     cpu_features: tuple[str, ...] = ()  # LLVM names of the CPU features the code may use
 
     @staticmethod
-    def from_json(text: str) -> "Signature":
+    def from_json(text: str) -> Signature:
         data = json.loads(text)
 
         def specs(items: list[dict]) -> tuple[TensorSpec, ...]:

@@ -13,7 +13,7 @@ a model gives the same bits with and without F16C; f64 -> f16 rounds once
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import llvmlite.ir as ir
 

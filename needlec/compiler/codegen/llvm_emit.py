@@ -29,16 +29,16 @@ saturates).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import llvmlite.ir as ir
 import numpy as np
 
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
+from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local, LocalRef, Loop,
+                                       Select, Stmt, Store, Unary, Var)
 from needlec.compiler.target import Target
-from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
-                                       LocalRef, Loop, Select, Stmt, Store, Unary, Var)
 from needlec.errors import CodegenError
 
 I1 = ir.IntType(1)

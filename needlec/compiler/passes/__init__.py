@@ -8,8 +8,9 @@ whole table.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from needlec.compiler.passes.canonicalize import canonicalize
 from needlec.compiler.passes.constant_fold import constant_fold

@@ -6,7 +6,8 @@ constant per distinct (dtype, shape, bytes) suffices.
 """
 from __future__ import annotations
 
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from needlec.compiler.ir.graph import Graph, Value
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 ALIGN = 64  # bytes, without a target: a cache line, and the widest (AVX-512) vector
 
 
-def plan_memory(program: Program, target: "Target | None" = None) -> Program:
+def plan_memory(program: Program, target: Target | None = None) -> Program:
     """Assign arena offsets to every arena buffer (aligned to the target's alignment) and set ``arena_size``."""
     align = target.alignment if target is not None else ALIGN
     arena = {name for name, where in program.storage.items() if where.kind == "arena"}
