@@ -192,3 +192,19 @@ def test_missing_output_folder_fails_before_compiling(workdir: Path, capsys) -> 
     compiled = needlec.compile(model_proto(), input_shapes={"x": (4, 3)})
     with pytest.raises(NeedlecError, match="the folder .*nowhere does not exist"):
         compiled.export(str(workdir / "nowhere" / "dense.so"))
+
+
+@pytest.mark.parametrize("model", ["examples/cnn.py", "resnet.onnx"])
+def test_ir_checks_numerics_and_prints_after_every_graph_and_loop_pass(tmp_path: Path, capsys, model: str) -> None:
+    """``needlec ir MODEL --check-numerics --print-after-all`` on a traced CNN and an ONNX CNN: every pass, graph and
+    loop, is printed and compared with the reference (a difference would fail the command)."""
+    if model.endswith(".onnx"):
+        from tests.onnx_models import MODELS
+
+        path = str(MODELS["resnet"].export(tmp_path / model, batch=1))
+    else:
+        path = str(ROOT / model)
+    assert main(["ir", path, "--check-numerics", "--print-after-all", "--stage", "loops", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("// ----- IR after")] == \
+        [f"// ----- IR after {name} -----" for name in PASS_NAMES]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from needlec.compiler.passes.canonicalize import canonicalize
 from needlec.compiler.passes.constant_fold import constant_fold
 from needlec.compiler.passes.cse import cse
 from needlec.compiler.passes.dce import dce
+from needlec.compiler.loops.ir import Program
 from needlec.compiler.pipeline import Pipeline, PipelineOptions
+from needlec.compiler.target import Target
 from needlec.errors import NeedlecError, PassError
 
 F32 = DType.F32
@@ -122,6 +125,26 @@ def test_numeric_check_names_the_guilty_pass_and_its_predecessors() -> None:
     with pytest.raises(PassError, match=r"pass break_numerics .*after verify, canonicalize.*numerics"):
         Pipeline(PipelineOptions(check_numerics=True), passes=passes).run(g)
     Pipeline(PipelineOptions(check_numerics=False, verify_each=False), passes=passes).run(g)  # unnoticed without it
+
+
+def _overlap_arena(program: Program, target: Target) -> Program:
+    """A deliberately wrong loop pass: places every arena buffer at offset 0, so live buffers overlap."""
+    program.storage = {name: replace(where, offset=0) if where.kind == "arena" else where
+                       for name, where in program.storage.items()}
+    return program
+
+
+def test_numeric_check_runs_after_loop_passes_on_the_loop_interpreter() -> None:
+    """check_numerics compares the program after each loop pass too: a wrong memory plan is caught."""
+    g, x = _graph()
+    g.set_outputs([g.add("mul", g.add("exp", x), g.add("neg", x))])  # exp(x) and -x live at once
+    passes = [*PASSES, Pass("overlap_arena", _overlap_arena, "loops")]
+    with pytest.raises(PassError, match=r"pass overlap_arena .*plan_memory\): changed the numerics of output 0"):
+        Pipeline(PipelineOptions(check_numerics=True, verify_each=False), passes=passes).run(g)
+    stream = io.StringIO()
+    Pipeline(PipelineOptions(check_numerics=True, print_after_all=True, stream=stream)).run(g)
+    assert [line for line in stream.getvalue().splitlines() if line.startswith("// ----- IR after")] == \
+        [f"// ----- IR after {p.name} -----" for p in PASSES]
 
 
 def _break_structure(graph: Graph) -> Graph:

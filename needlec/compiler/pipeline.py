@@ -36,6 +36,7 @@ from needlec.compiler.interpreter import evaluate
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.ir.printer import print_graph
 from needlec.compiler.ir.verifier import verify_graph
+from needlec.compiler.loops.interpreter import run_program
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.loops.printer import print_program
 from needlec.compiler.loops.verifier import verify_program
@@ -113,10 +114,6 @@ class CheckNumerics(Instrumentation):
         if isinstance(ir, Graph):
             outputs, updates = evaluate(ir, self.samples)
         else:
-            try:  # TODO(lead): top level once it lands
-                from needlec.compiler.loops.interpreter import run_program
-            except ImportError:
-                return
             outputs, updates = run_program(ir, self.samples)
         results = self._named(outputs, updates)
         for what, want in self.reference.items():
