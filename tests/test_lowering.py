@@ -10,8 +10,9 @@ and match the NumPy references of the two ops composed.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,8 +95,10 @@ def test_kernels_name_their_sources_and_elementwise_ops_have_scalar() -> None:
             if node.op == case.op:
                 nests[case.op].add(_is_elementwise_nest(kernel, node))
     for op, found in nests.items():  # (one case may degenerate to a copy: pad without pads, concat of one input)
-        assert (found == {True}) == get_op(op).is_elementwise, \
-            f"{op}: {'has no scalar but every case lowers' if found == {True} else 'has a scalar but does not always lower'} as one elementwise nest"
+        if get_op(op).is_elementwise:
+            assert found == {True}, f"{op} has a scalar but does not always lower as one elementwise nest"
+        else:
+            assert found != {True}, f"{op} lowers as one elementwise nest in every case but has no scalar"
 
 
 # -- fused versus unfused ------------------------------------------------------------------------
@@ -143,12 +146,15 @@ class _ProgramBuilder:
 
 @dataclass(frozen=True)
 class Check:
-    """One consumer of a case: its node, the output slots of its fused and unfused kernels, its reference."""
+    """One consumer of a case: its node, the output slot of its fused kernel, the slot whose bits the fused
+    kernel must give (the stored producer for ``copy``, the unfused kernel for the elementwise op; none for the
+    reduction, whose float sums LLVM may reorder), its reference and the tolerance to that reference."""
 
     node: Node
     fused: int
-    unfused: int
+    same_as: int | None
     want: np.ndarray
+    tolerance: OpCase
 
 
 def _consumers(graph: Graph, p: Value) -> list[Node]:
@@ -158,9 +164,8 @@ def _consumers(graph: Graph, p: Value) -> list[Node]:
     negates bools and widens the storage formats.
     """
     nodes = [graph.add_node("copy", [p])]
-    reducer = "reduce_sum" if p.dtype in NUMERIC_DTYPES else "reduce_max"
     if p.type.rank and not p.dtype.is_storage:
-        nodes.append(graph.add_node(reducer, [p], {"axes": [0]}))
+        nodes.append(graph.add_node("reduce_sum" if p.dtype in NUMERIC_DTYPES else "reduce_max", [p], {"axes": [0]}))
     if p.dtype in NUMERIC_DTYPES:
         nodes.append(graph.add_node("mul", [p, p]))
     elif p.dtype.is_bool:
@@ -171,7 +176,8 @@ def _consumers(graph: Graph, p: Value) -> list[Node]:
 
 
 def _fold_case(builder: _ProgramBuilder, i: int, case: OpCase) -> tuple[list[np.ndarray], list[Check]]:
-    """Add case ``i`` to ``builder``: its producer, and each consumer reading the producer inline and stored."""
+    """Add case ``i`` to ``builder``: its producer stored, each consumer reading it inline, and the elementwise
+    consumer also reading it stored (as today's unfused kernels do)."""
     graph, arrays = build_case(case)
     (producer,) = [n for n in graph.nodes if n.op == case.op]
     operands: dict[int, Operand] = {}
@@ -186,6 +192,7 @@ def _fold_case(builder: _ProgramBuilder, i: int, case: OpCase) -> tuple[list[np.
     ins = [operands[id(v)] for v in producer.inputs]
     (p,) = producer.outputs
     stored = builder.kernel(f"c{i}_p", producer, ins, p)
+    stored_slot = len(builder.outputs) - 1
     inline = InlineOperand(get_op(producer.op), producer.attrs, tuple(ins), p.type, _source(producer))
     consumers = _consumers(graph, p)
     graph.set_outputs([n.outputs[0] for n in consumers])
@@ -196,16 +203,32 @@ def _fold_case(builder: _ProgramBuilder, i: int, case: OpCase) -> tuple[list[np.
         assert kernel.sources == (_source(producer), _source(node)), case.id
         assert kernel.ops == (case.op, node.op), case.id
         assert set(kernel.buffers) == {b for x in ins for b in x.buffers} | {fused.buffer}, case.id
-        builder.kernel(f"c{i}_unfused_{node.op}", node, [stored] * len(node.inputs), node.outputs[0])
-        checks.append(Check(node, len(builder.outputs) - 2, len(builder.outputs) - 1, want))
+        fused_slot = len(builder.outputs) - 1
+        if node.op == "copy":
+            checks.append(Check(node, fused_slot, stored_slot, want, case))
+        elif node.op.startswith("reduce_"):  # a float sum of n elements: n roundings, in an order LLVM picks
+            n = max(1, p.shape[0])
+            checks.append(Check(node, fused_slot, None, want, replace(case, rtol=n * case.rtol, atol=n * case.atol)))
+        else:  # squaring doubles the producer's relative error, then rounds once more
+            builder.kernel(f"c{i}_unfused_{node.op}", node, [stored] * len(node.inputs), node.outputs[0])
+            checks.append(Check(node, fused_slot, len(builder.outputs) - 1, want,
+                                replace(case, rtol=3 * case.rtol, atol=3 * case.atol)))
     return arrays, checks
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit equality, every NaN counting as one: LLVM may fold a conversion round trip in registers (f32 -> f64
+    -> f32, a narrow float's rounding) and so keep a NaN payload that a store would have quieted or encoded."""
+    if not DType.from_numpy(a.dtype).is_float_format:
+        return a.tobytes() == b.tobytes()
+    nan = np.isnan(a)
+    return np.array_equal(nan, np.isnan(b)) and a[~nan].tobytes() == b[~nan].tobytes()
 
 
 @pytest.mark.parametrize("op", ELEMENTWISE_OPS)
 def test_inlined_producer_gives_the_unfused_bits(op: str) -> None:
     """Every case of ``op`` inlined into copy, a reduction and an elementwise op gives the bits of the stored
-    intermediate (f16/bf16 results round) and matches the references of the two ops composed, bit for bit
-    where the unfused kernels do (float reductions within tolerance: LLVM may reorder a float sum)."""
+    intermediate (f16/bf16 results round) and matches the references of the two ops composed."""
     cases = [c for c in CASES if c.op == op]
     builder = _ProgramBuilder(f"fused_{op}")
     per_case = [_fold_case(builder, i, case) for i, case in enumerate(cases)]
@@ -213,18 +236,10 @@ def test_inlined_producer_gives_the_unfused_bits(op: str) -> None:
     got = list(got) if isinstance(got, tuple) else [got]
     for case, (_, checks) in zip(cases, per_case):
         for check in checks:
-            fused, unfused, want = got[check.fused], got[check.unfused], check.want
-            where = f"{case.id} -> {check.node.op}"
-            if check.node.op.startswith("reduce") and DType.from_numpy(want.dtype).is_float:
-                n = max(1, check.node.inputs[0].shape[0])
-                np.testing.assert_allclose(fused.astype(np.float64), want.astype(np.float64), rtol=10 * case.rtol,
-                                           atol=n * case.atol, equal_nan=True, err_msg=where)
-                continue
-            assert fused.tobytes() == unfused.tobytes(), f"{where}: fused and unfused differ"
-            if unfused.tobytes() == want.tobytes():
-                assert fused.tobytes() == want.tobytes(), where
-            else:
-                assert_matches(fused, want, case)
+            fused = got[check.fused]
+            if check.same_as is not None:
+                assert _same_bits(fused, got[check.same_as]), f"{case.id} -> {check.node.op}: fused and unfused differ"
+            assert_matches(fused, check.want, check.tolerance)
 
 
 # -- operands and schedule hooks -------------------------------------------------------------------

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.ir import (Binary, Buffer, Cast, Const, Expr, Load, Loop, Select, Stmt,
-                                       Source, Store, Unary, Var)
+from needlec.compiler.loops.ir import (Binary, Buffer, Cast, Const, Expr, Load, Loop, Select, Source, Stmt, Store,
+                                       Unary, Var)
 from needlec.errors import CodegenError
 
 if TYPE_CHECKING:

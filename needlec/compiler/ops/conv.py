@@ -22,7 +22,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import FLOAT_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, add, binary, cast, compute_dtype, const, mul
+from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, add, binary, cast, compute_dtype,
+                                            const, mul)
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes, grad_flip
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
@@ -74,7 +75,7 @@ def _conv_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> lis
     return [result.reshape(n, o, oh, ow).astype(x.dtype)]
 
 
-def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                 attrs: Mapping[str, Any]) -> list[Stmt]:
     (x, w), (out,) = ins, outs
     window = _geometry(x.shape, w.shape, attrs)

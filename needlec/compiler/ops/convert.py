@@ -84,8 +84,9 @@ def _cast_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list
 
 # promote=False: a cast converts from its source dtype directly (widening f16 first would add a conversion)
 register(OpDef("cast", 1, _cast_infer, _cast_reference, None, attrs={"dtype": Attr("dtype")},
-               scalar=_cast_scalar, promote=False, grad=_cast_grad, doc="convert to another dtype (float->int truncates and saturates, NaN -> 0; into the "
-                                    "narrow floats, floats round to nearest even; integers keep their low bits)"))
+               scalar=_cast_scalar, promote=False, grad=_cast_grad,
+               doc="convert to another dtype (float->int truncates and saturates, NaN -> 0; into the "
+                   "narrow floats, floats round to nearest even; integers keep their low bits)"))
 
 # unsigned integer of each element size: bitcast copies elements as these, so no float load can touch a bit
 _BITS_OF_SIZE = {1: DType.U8, 2: DType.U16, 4: DType.U32, 8: DType.U64}

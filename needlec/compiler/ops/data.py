@@ -18,8 +18,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import (KernelBuilder, Operand, add, all_of, binary, cast, compute_dtype, const,
-                                            select)
+from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, add, all_of, binary, cast,
+                                            compute_dtype, const, select)
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt
 from needlec.compiler.ops.common import grad_flip, grad_place, grad_where, normalize_axis
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
@@ -187,7 +187,7 @@ def _pad_source(j: Expr, axis: PadAxis, mode: str) -> tuple[Expr, list[Expr]]:
     return src, inside
 
 
-def _pad_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _pad_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                attrs: Mapping[str, Any]) -> list[Stmt]:
     (x,), (out,) = ins, outs
     mode = attrs["mode"]
@@ -269,7 +269,7 @@ def _concat_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     return [np.concatenate(args, axis=axis).astype(args[0].dtype)]
 
 
-def _concat_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _concat_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (out,) = outs
     axis = normalize_axis("concat", attrs["axis"], out.type.rank)
@@ -321,7 +321,7 @@ def _gather_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     return [np.take(data, clamp_indices(indices, data.shape[axis]), axis=axis)]
 
 
-def _gather_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _gather_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (data, indices), (out,) = ins, outs
     if out.type.size == 0:  # also covers an empty gather axis: no index may be read or used
@@ -384,7 +384,7 @@ def _gather_elements_reference(args: Sequence[np.ndarray], attrs: Mapping[str, A
     return [data[tuple(source)]]
 
 
-def _gather_elements_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _gather_elements_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                            attrs: Mapping[str, Any]) -> list[Stmt]:
     (data, indices), (out,) = ins, outs
     if out.type.size == 0:
@@ -444,7 +444,7 @@ def _scatter_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> 
     return [out]
 
 
-def _scatter_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _scatter_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                    attrs: Mapping[str, Any]) -> list[Stmt]:
     (data, indices, updates), (out,) = ins, outs
     axis = normalize_axis("scatter", attrs["axis"], data.type.rank)
@@ -532,7 +532,7 @@ def _iota_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> lis
         return [np.broadcast_to(column, shape).astype(attrs["dtype"].np)]
 
 
-def _iota_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _iota_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                 attrs: Mapping[str, Any]) -> list[Stmt]:
     (out,) = outs
     axis = normalize_axis("iota", attrs["axis"], out.type.rank)

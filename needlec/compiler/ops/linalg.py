@@ -19,7 +19,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, const
+from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, binary, cast, compute_dtype, const
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes
 from needlec.compiler.ops.registry import OpDef, check, register
@@ -60,7 +60,7 @@ def _batch_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int]) -> 
     return [Const(0) if d == 1 else batch_idx[lead + i] for i, d in enumerate(own)]
 
 
-def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (a, b), (out,) = ins, outs
     if _streams_rows(b, out):
@@ -68,7 +68,7 @@ def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Oper
     return _lower_dot_products(kb, a, b, out)
 
 
-def _streams_rows(b: Operand, out: Operand) -> bool:
+def _streams_rows(b: Operand, out: BufferOperand) -> bool:
     """Use the i-k-j order when B's rows are contiguous and the output can hold partial sums.
 
     Why: the inner j loop then walks B and C with unit stride and carries no
@@ -84,7 +84,7 @@ def _operand_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int], r
     return _batch_index(x, batch_idx, batch) + row + col
 
 
-def _lower_row_streaming(kb: KernelBuilder, a: Operand, b: Operand, out: Operand) -> list[Stmt]:
+def _lower_row_streaming(kb: KernelBuilder, a: Operand, b: Operand, out: BufferOperand) -> list[Stmt]:
     """C[i, :] = 0; for k: C[i, :] += A[i, k] * B[k, :]."""
     batch, _, k_extent, n = matmul_dims(a.shape, b.shape)
     outer = out.shape[:-1]
@@ -108,7 +108,7 @@ def _lower_row_streaming(kb: KernelBuilder, a: Operand, b: Operand, out: Operand
     return kb.loop_nest(outer, row)
 
 
-def _lower_dot_products(kb: KernelBuilder, a: Operand, b: Operand, out: Operand) -> list[Stmt]:
+def _lower_dot_products(kb: KernelBuilder, a: Operand, b: Operand, out: BufferOperand) -> list[Stmt]:
     """C[i, j] = sum_k A[i, k] * B[k, j] with an accumulator in the compute dtype."""
     batch, _, k_extent, _ = matmul_dims(a.shape, b.shape)
     work = compute_dtype(out.dtype)

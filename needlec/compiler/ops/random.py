@@ -29,7 +29,7 @@ import numpy as np
 
 from needlec.compiler.ir.dtypes import FLOAT_DTYPES, DType
 from needlec.compiler.ir.types import TensorType, contiguous_strides
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, const, linear_index
+from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, binary, cast, const, linear_index
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt
 from needlec.compiler.ops.data import check_shape
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
@@ -95,7 +95,7 @@ def _random_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     return [(top.astype(dtype.np) * dtype.np.type(2.0 ** -bits)).reshape(shape)]
 
 
-def _random_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _random_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (out,) = outs
     bits = MANTISSA_BITS[out.dtype]

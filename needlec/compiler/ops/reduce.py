@@ -28,7 +28,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import ALL_DTYPES, NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, const, select
+from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, binary, cast, compute_dtype,
+                                            const, select)
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes, grad_where, normalize_axis
 from needlec.compiler.ops.registry import NO_GRAD, Attr, OpDef, check, register
@@ -99,7 +100,7 @@ def _reduce_reference(name: str, op: str, reducer: Callable[..., np.ndarray]) ->
 
 
 def _reduce_lower(name: str, op: str) -> Callable:
-    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
               attrs: Mapping[str, Any]) -> list[Stmt]:
         (x,), (out,) = ins, outs
         axes = reduced_axes(name, attrs["axes"], x.type.rank)
@@ -196,7 +197,7 @@ def _arg_lower(name: str) -> Callable:
     """Lowering of argmax/argmin: a running best value and its index, updated branch-free."""
     strict, loose = {"argmax": ("gt", "ge"), "argmin": ("lt", "le")}[name]
 
-    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+    def lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
               attrs: Mapping[str, Any]) -> list[Stmt]:
         (x,), (out,) = ins, outs
         axis = normalize_axis(name, attrs["axis"], x.type.rank)

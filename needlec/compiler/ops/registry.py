@@ -19,8 +19,8 @@ from needlec.compiler.loops.builder import ScalarFn, lower_elementwise
 from needlec.errors import IRError, ShapeError, UnsupportedOpError
 
 if TYPE_CHECKING:
+    from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand
     from needlec.compiler.loops.ir import Kernel, Stmt
-    from needlec.compiler.loops.builder import KernelBuilder, Operand
     from needlec.compiler.target import Target
 
 ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "dtype")
@@ -73,7 +73,7 @@ class Attr:
 
 InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], list[TensorType]]
 ReferenceFn = Callable[[Sequence[np.ndarray], Mapping[str, Any]], list[np.ndarray]]
-LowerFn = Callable[["KernelBuilder", Sequence["Operand"], Sequence["Operand"], Mapping[str, Any]], list["Stmt"]]
+LowerFn = Callable[["KernelBuilder", Sequence["Operand"], Sequence["BufferOperand"], Mapping[str, Any]], list["Stmt"]]
 GradFn = Callable[..., list[Any]]
 ScheduleFn = Callable[["Kernel", Mapping[str, Any], "Target | None"], "Kernel"]
 

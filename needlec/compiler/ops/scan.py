@@ -23,7 +23,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, const
+from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, binary, cast, compute_dtype, const
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes, grad_flip, grad_place, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
@@ -61,7 +61,7 @@ def _cumulative_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) 
     return [np.ascontiguousarray(result).astype(x.dtype)]
 
 
-def _cumulative_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _cumulative_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                       attrs: Mapping[str, Any]) -> list[Stmt]:
     (x,), (out,) = ins, outs
     axis = normalize_axis("cumulative", attrs["axis"], x.type.rank)

@@ -22,7 +22,7 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import KernelBuilder, Operand, binary, cast, compute_dtype, select
+from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, binary, cast, compute_dtype, select
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes, normalize_axis
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
@@ -72,7 +72,7 @@ def _ranks_before(a: Expr, ia: Expr, b: Expr, ib: Expr, largest: bool) -> Expr:
     return binary("or", above, binary("and", same, binary("lt", ia, ib)))
 
 
-def _topk_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _topk_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                 attrs: Mapping[str, Any]) -> list[Stmt]:
     (x,), (values, indices) = ins, outs
     axis = normalize_axis("topk", attrs["axis"], x.type.rank)

@@ -32,8 +32,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType, contiguous_strides
-from needlec.compiler.loops.builder import (KernelBuilder, Operand, all_of, binary, cast, compute_dtype, const,
-                                            linear_index, select)
+from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, all_of, binary, cast, compute_dtype,
+                                            const, linear_index, select)
 from needlec.compiler.loops.ir import Assign, Const, Expr, If, Local, LocalRef, Loop, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes, grad_place, grad_where
 from needlec.compiler.ops.reduce import identity
@@ -167,7 +167,7 @@ def _window_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     return [result.astype(x.dtype)]
 
 
-def _window_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _window_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (x,), (out,) = ins, outs
     window = _geometry("window_reduce", x.shape, attrs)
@@ -269,7 +269,7 @@ def _argmax_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     return [index]
 
 
-def _argmax_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Operand],
+def _argmax_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     """A running best value and its flat index per window, updated branch-free (as argmax)."""
     (x,), (out,) = ins, outs
