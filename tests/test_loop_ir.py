@@ -72,7 +72,7 @@ def test_every_loop_pass_has_a_golden_file() -> None:
 
 
 # -- every op case, after every loop pass --------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stages(case_id: str) -> tuple[tuple[str, Program], ...]:
     """The case's program after each loop pass (snapshots: ``plan_memory`` updates its input in place)."""
     graph, _ = build_case(CASES_BY_ID[case_id])
@@ -156,7 +156,8 @@ def test_small_program_round_trips_and_runs() -> None:
 
 def test_planned_arena_buffers_share_memory_so_a_wrong_plan_gives_wrong_numbers() -> None:
     """%u lives from k0 to k1 like %t; placed over %t, its store in k0 clobbers what k1 reads."""
-    text = SMALL.replace("    %y: f32[6]  output slot 0", "    %u: f32[6]  arena (not yet placed)\n    %y: f32[6]  output slot 0")
+    output = "    %y: f32[6]  output slot 0"
+    text = SMALL.replace(output, "    %u: f32[6]  arena (not yet placed)\n" + output)
     text = text.replace("(%x: f32[6], %w: f32[3], %t: f32[6])", "(%x: f32[6], %w: f32[3], %t: f32[6], %u: f32[6])")
     text = text.replace("(%t: f32[6], %y: f32[6])", "(%t: f32[6], %u: f32[6], %y: f32[6])")
     text = text.replace("+ %w[i1]\n", "+ %w[i1]\n      %u[i0*3 + i1] = 9.0\n")
@@ -225,14 +226,17 @@ def test_verifier_refuses_uses_outside_scope_and_foreign_buffers() -> None:
 def test_verifier_checks_storage_signature_data_and_arena() -> None:
     program = parse_program(SMALL)
     cases = [
-        (replace(program, storage={**program.storage, "x": Storage("input", 1)}), r"input slot 1 is not in the signature"),
+        (replace(program, storage={**program.storage, "x": Storage("input", 1)}),
+         r"input slot 1 is not in the signature"),
         (replace(program, storage={k: v for k, v in program.storage.items() if k != "t"}), r"buffer %t has no storage"),
         (replace(program, inputs=[("x", (2, 3), DType.F64)]), r"input 0 \(%x\) is f64\[6\], its buffer %x is f32\[6\]"),
-        (replace(program, constants={"w": np.zeros(4, np.float32)}), r"constant %w: data is float32\[4\], buffer is f32\[3\]"),
+        (replace(program, constants={"w": np.zeros(4, np.float32)}),
+         r"constant %w: data is float32\[4\], buffer is f32\[3\]"),
         (replace(program, constants={}), r"constant buffer %w has no data"),
     ]
     planned = plan_memory(parse_program(SMALL))
-    cases.append((replace(planned, arena_size=8), r"arena buffer %t at offset 0 \(24 bytes\) is outside the arena \(8 bytes\)"))
+    cases.append((replace(planned, arena_size=8),
+                  r"arena buffer %t at offset 0 \(24 bytes\) is outside the arena \(8 bytes\)"))
     for broken, message in cases:
         with pytest.raises(VerificationError, match=r"^program @p: .*" + message):
             verify_program(broken)
@@ -264,9 +268,11 @@ def test_op_and_kind_strings_become_enums_and_unknown_ones_fail_at_construction(
     ("%w = dense<[1.0, 2.0, 3.0]>", "%w = dense<elided: 3 elements>", r"^line 10:16: constant %w was printed elided"),
     ("%w = dense<[1.0, 2.0, 3.0]>", "%w = dense<[1.0, 2.0]>", r"^line 10:16: expected a list of 3 entries"),
     ("exclusive=false", "exclusive=?", r"^line 18:82: expected an attribute value"),
-    ("%x[i0*3 + i1] + %w[i1]", "foo(%x[i0*3 + i1])", r"^line 16:23: expected a dtype or an op before '\(', found 'foo'$"),
+    ("%x[i0*3 + i1] + %w[i1]", "foo(%x[i0*3 + i1])",
+     r"^line 16:23: expected a dtype or an op before '\(', found 'foo'$"),
     ("for i1 in 0..3:\n      %t", "fast for i1 in 0..3:\n      %t", r"^line 15:5: expected a statement"),
-    ("for i0 in 0..2:\n    for i1", "for i0 in 2..0:\n    for i1", r"^line 14:16: expected a loop end of at least 2, found 0$"),
+    ("for i0 in 0..2:\n    for i1", "for i0 in 2..0:\n    for i1",
+     r"^line 14:16: expected a loop end of at least 2, found 0$"),
     ("%t: f32[6]  arena", "%x: f32[6]  arena", r"^line 7:5: buffer %x is declared twice$"),
     ("kernel k0_add(%x: f32[6]", "kernel k0_add(%x: f32[7]", r"^line 13:15: parameter %x: expected the program's"),
     ("for i1 in 0..3:\n      %t", "for i0 in 0..3:\n      %t", r"^line 15:9: i0 is declared twice$"),

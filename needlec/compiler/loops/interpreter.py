@@ -26,7 +26,7 @@ kernel wrote reads as all-ones bytes (NaN for floats), so reading it shows.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import ml_dtypes
 import numpy as np
@@ -116,7 +116,9 @@ def _constant(expr: Const) -> np.ndarray:
     value = int(expr.value) % (1 << bits)
     if dtype.is_signed and value >= 1 << (bits - 1):
         value -= 1 << bits
-    return _wrap_narrow(np.array(value), dtype) if dtype in NARROW_INT_DTYPES else np.array(value, register_dtype(dtype))
+    if dtype in NARROW_INT_DTYPES:
+        return _wrap_narrow(np.array(value), dtype)
+    return np.array(value, register_dtype(dtype))
 
 
 def _unary(op: UnaryOp, dtype: DType, x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.errors import IRError
@@ -169,6 +169,9 @@ class Unary(Expr):
     op: UnaryOp
     x: Expr
 
+    if TYPE_CHECKING:  # the op may be given by name; the dataclass __init__ coerces it
+        def __init__(self, op: UnaryOp | str, x: Expr) -> None: ...
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "op", UnaryOp.coerce(self.op, "unary expression"))
 
@@ -184,6 +187,9 @@ class Binary(Expr):
     op: BinaryOp
     a: Expr
     b: Expr
+
+    if TYPE_CHECKING:  # the op may be given by name; the dataclass __init__ coerces it
+        def __init__(self, op: BinaryOp | str, a: Expr, b: Expr) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "op", BinaryOp.coerce(self.op, "binary expression"))
@@ -223,6 +229,10 @@ class Loop(Stmt):
     body: tuple[Stmt, ...]
     kind: LoopKind = LoopKind.SERIAL
     start: int = 0
+
+    if TYPE_CHECKING:  # the kind may be given by name; the dataclass __init__ coerces it
+        def __init__(self, var: str, extent: int, body: tuple[Stmt, ...], kind: LoopKind | str = LoopKind.SERIAL,
+                     start: int = 0) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", LoopKind.coerce(self.kind, f"loop {self.var}"))
@@ -290,6 +300,9 @@ class Storage:
     kind: StorageKind
     slot: int = 0
     offset: int = -1
+
+    if TYPE_CHECKING:  # the kind may be given by name; the dataclass __init__ coerces it
+        def __init__(self, kind: StorageKind | str, slot: int = 0, offset: int = -1) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", StorageKind.coerce(self.kind, "storage"))

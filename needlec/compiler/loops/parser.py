@@ -21,7 +21,7 @@ from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.ir import (Assign, Binary, BinaryOp, Buffer, Cast, Const, Expr, If, Kernel, Load,
                                        Local, LocalRef, Loop, LoopKind, Program, Select, Source, Stmt, Storage,
                                        StorageKind, Store, Unary, UnaryOp, Var)
-from needlec.compiler.loops.printer import INDENT, INFIX, PREFIX, SELECT_PRECEDENCE, UNARY_PRECEDENCE
+from needlec.compiler.loops.printer import INDENT, INFIX, PREFIX, SELECT_PRECEDENCE
 from needlec.errors import ParseError
 
 _STRING = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'

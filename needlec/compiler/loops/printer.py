@@ -39,7 +39,7 @@ floor-mod, ``pow``, ``max``, ``min``) print as calls.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -64,7 +64,7 @@ ATOM = 12
 UNARY_PRECEDENCE = 11
 SELECT_PRECEDENCE = 1
 DEFAULT_CONST_DTYPES = frozenset({DType.I64, DType.F32, DType.BOOL})
-Params = Optional[Mapping[str, Buffer]]
+Params = Mapping[str, Buffer] | None
 
 
 def _const(expr: Const, explicit: bool = False) -> str:
@@ -196,9 +196,10 @@ def print_program(program: Program, elide_constants: int | None = None) -> str:
     ``dense<elided: M elements>`` (for dumps; such text does not parse back).
     """
     lines = [f"program @{format_name(program.name)}"]
-    by_slot = {(w.kind, w.slot): name for name, w in program.storage.items()
+    by_slot: dict[tuple[StorageKind, int], str] = {(w.kind, w.slot): name for name, w in program.storage.items()
                if w.kind in (StorageKind.INPUT, StorageKind.OUTPUT)}
-    for kind, signature in (("input", program.inputs), ("output", program.outputs), ("variable", program.variables)):
+    for kind, signature in ((StorageKind.INPUT, program.inputs), (StorageKind.OUTPUT, program.outputs),
+                            (StorageKind.VARIABLE, program.variables)):
         for slot, (name, shape, dtype) in enumerate(signature):
             buffer = by_slot.get((kind, slot), name)
             held_in = "" if buffer == name else f" in buffer %{format_name(buffer)}"

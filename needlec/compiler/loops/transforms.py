@@ -27,7 +27,8 @@ The walkers (``walk``, ``map_exprs``, ``map_stmts``, ``substitute``,
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Callable, Iterator, Mapping, Sequence, TypeVar, Union
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.loops.builder import add, const, mul
@@ -35,7 +36,7 @@ from needlec.compiler.loops.ir import (Assign, Binary, Const, Expr, If, Kernel, 
                                        LoopKind, Stmt, Store, Var)
 from needlec.errors import CodegenError
 
-Node = Union[Expr, Stmt]
+Node = Expr | Stmt
 T = TypeVar("T", Expr, Stmt, Kernel, tuple)
 
 MAX_UNROLL = 64

@@ -46,7 +46,7 @@ class _Scope:
 
     names: dict[str, DType | None] = field(default_factory=dict)
 
-    def child(self) -> "_Scope":
+    def child(self) -> _Scope:
         return _Scope(dict(self.names))
 
 
@@ -95,7 +95,8 @@ class _KernelVerifier:
             self.access("store to", s.buffer, s.index, scope, guarded)
             value = self.expr(s.value, scope, guarded)
             if value is not s.buffer.dtype:
-                raise self.fail(f"store to %{s.buffer.name}: value is {value.value}, buffer holds {s.buffer.dtype.value}")
+                raise self.fail(f"store to %{s.buffer.name}: value is {value.value}, "
+                                f"buffer holds {s.buffer.dtype.value}")
         elif isinstance(s, Local):
             init = self.expr(s.init, scope, guarded)
             self.declare(s.name, init, scope)
@@ -126,8 +127,9 @@ class _KernelVerifier:
         if param is None:
             raise self.fail(f"{what} %{buffer.name}: not a parameter of the kernel")
         if param != buffer and (param.size, param.dtype.itemsize) != (buffer.size, buffer.dtype.itemsize):
-            raise self.fail(f"{what} %{buffer.name}: accessed as {buffer.dtype.value}[{buffer.size}], the parameter "
-                            f"is {param.dtype.value}[{param.size}] (a reinterpreting access keeps size and element size)")
+            raise self.fail(f"{what} %{buffer.name}: accessed as {buffer.dtype.value}[{buffer.size}], "
+                            f"the parameter is {param.dtype.value}[{param.size}] "
+                            "(a reinterpreting access keeps size and element size)")
         dtype = self.expr(index, scope, guarded)
         if dtype is not DType.I64:
             raise self.fail(f"{what} %{buffer.name}: index is {dtype.value}, expected i64")
@@ -143,10 +145,11 @@ class _KernelVerifier:
                 raise self.fail(f"loop variable {e.name} is used outside its loop")
             return DType.I64
         if isinstance(e, LocalRef):
-            if e.name not in scope.names or scope.names[e.name] is None:
+            declared = scope.names.get(e.name)
+            if declared is None:
                 raise self.fail(f"local {e.name} is used before its declaration (or outside its scope)")
-            if scope.names[e.name] is not e.dtype:
-                raise self.fail(f"local {e.name} is read as {e.dtype.value}, declared {scope.names[e.name].value}")
+            if declared is not e.dtype:
+                raise self.fail(f"local {e.name} is read as {e.dtype.value}, declared {declared.value}")
             return e.dtype
         if isinstance(e, Load):
             self.access("load from", e.buffer, e.index, scope, guarded)
@@ -178,7 +181,7 @@ class _KernelVerifier:
 def _verify_signature(program: Program, where: str) -> None:
     """Input/output slots: one buffer each, matching the signature's dtype and element count."""
     for kind, signature in ((StorageKind.INPUT, program.inputs), (StorageKind.OUTPUT, program.outputs)):
-        held = {}
+        held: dict[int, str] = {}
         for name, storage in program.storage.items():
             if storage.kind is kind:
                 if not 0 <= storage.slot < len(signature):
