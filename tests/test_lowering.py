@@ -282,3 +282,10 @@ def test_schedule_applies_the_op_hook_of_a_kernels_last_source(monkeypatch: pyte
     assert calls == [(total.name, {"axes": (0,), "keepdims": False}, target)]
     assert [k.name for k in scheduled.kernels] == [neg.name, total.name + "_hooked"]
     assert scheduled.kernels[0] == schedule_kernel(neg)
+
+
+def test_an_elementwise_ops_lowering_is_derived_from_its_scalar() -> None:
+    neg = get_op("neg")
+    assert replace(neg, doc="again").is_elementwise  # replace keeps the derived lowering
+    with pytest.raises(ValueError, match="derived from its scalar"):
+        replace(neg, lower=get_op("reduce_sum").lower)

@@ -174,9 +174,12 @@ class BufferOperand(Operand):
 class InlineOperand(Operand):
     """The output of an elementwise node ``source``, computed where it is read instead of loaded.
 
-    Element ``idx`` is ``op.scalar`` of the inputs broadcast to ``type.shape``,
-    rounded to ``type.dtype``: the bits a store and a load of the intermediate
-    would give (f16/bf16 results round), so folding a node in changes no result.
+    Element ``idx`` is ``op.scalar`` of the inputs broadcast to ``type.shape``
+    (the producer's contiguous output type), rounded to ``type.dtype``: the
+    bits a store and a load of the intermediate would give (f16/bf16 results
+    round), so folding a node in changes no result. NaN payloads aside: LLVM
+    may fold a conversion round trip in registers (f32 -> f64 -> f32, a narrow
+    float's rounding) where a store would quiet or encode the NaN.
     """
 
     op: OpDef

@@ -120,8 +120,13 @@ class OpDef:
     schedule: ScheduleFn | None = None
 
     def __post_init__(self) -> None:
-        if self.scalar is not None:  # why: one lowering for every elementwise op, so fused and unfused agree
-            object.__setattr__(self, "lower", partial(lower_elementwise, self.scalar, self.promote))
+        if self.scalar is None:
+            return
+        derived = isinstance(self.lower, partial) and self.lower.func is lower_elementwise  # (dataclasses.replace)
+        if self.lower is not None and not derived:
+            raise ValueError(f"op {self.name}: an elementwise lowering is derived from its scalar; pass lower=None")
+        # why: one lowering for every elementwise op, the same expression InlineOperand computes
+        object.__setattr__(self, "lower", partial(lower_elementwise, self.scalar, self.promote))
 
     @property
     def is_elementwise(self) -> bool:
