@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from needlec import DType
+from needlec import DType, Graph, TensorType
 from needlec.compiler.interpreter import interpret
 from needlec.compiler.ir.parser import parse_graph
 from needlec.compiler.loops.interpreter import run_program
@@ -154,6 +154,22 @@ def test_small_program_round_trips_and_runs() -> None:
     assert variables == {}
 
 
+def test_variables_come_back_by_name_after_their_updates() -> None:
+    g = Graph("step")
+    x = g.add_input("x", TensorType((3,), DType.F32))
+    v = g.add_variable(np.array([1.0, 2.0, 3.0], np.float32), "state.v")
+    total = g.add("add", v, x)
+    g.set_update(v, total)
+    g.set_outputs([g.add("mul", total, total)])
+    program = plan_memory(schedule(lower_to_loops(g)))
+    verify_program(program)
+    (y,), variables = run_program(program, [np.array([1.0, 1.0, -3.0], np.float32)])
+    np.testing.assert_array_equal(y, [4.0, 9.0, 0.0])
+    assert list(variables) == ["state.v"]
+    np.testing.assert_array_equal(variables["state.v"], [2.0, 3.0, 0.0])
+    np.testing.assert_array_equal(program.constants["state_v"], [1.0, 2.0, 3.0])  # the program is not changed
+
+
 def test_planned_arena_buffers_share_memory_so_a_wrong_plan_gives_wrong_numbers() -> None:
     """%u lives from k0 to k1 like %t; placed over %t, its store in k0 clobbers what k1 reads."""
     output = "    %y: f32[6]  output slot 0"
@@ -282,6 +298,11 @@ def test_parser_refuses_bad_text_with_line_and_column(old: str, new: str, messag
     assert old in SMALL
     with pytest.raises(ParseError, match=message):
         parse_program(SMALL.replace(old, new, 1))
+
+
+def test_parser_refuses_a_truncated_program() -> None:
+    with pytest.raises(ParseError, match=r"^line 9:1: expected more of the program, found end of input$"):
+        parse_program(SMALL.split("  constants:")[0])
 
 
 def test_printer_text_carries_constants_casts_reinterpretations_and_quoted_names() -> None:

@@ -226,6 +226,9 @@ class _ProgramParser:
 
     def line(self, names: dict[str, DType | None] | None = None,
              buffers: dict[str, Buffer] | None = None) -> tuple[_Line, _LineParser]:
+        if self.pos >= len(self.lines):
+            last = self.lines[-1].number if self.lines else 0
+            raise ParseError(f"line {last + 1}:1: expected more of the program, found end of input")
         line = self.lines[self.pos]
         self.pos += 1
         return line, _LineParser(line, {} if names is None else names, self.buffers if buffers is None else buffers)
