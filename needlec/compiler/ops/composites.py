@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value

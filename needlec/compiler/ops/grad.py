@@ -8,7 +8,8 @@ that node's name in ``origin``. The driver that walks the graph backwards is
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 

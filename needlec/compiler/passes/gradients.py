@@ -13,7 +13,7 @@ floating-point values carry gradients.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.ops.grad import GradContext

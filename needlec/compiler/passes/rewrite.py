@@ -9,7 +9,8 @@ nodes left dead and re-infers layouts that the replacements changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -11,7 +11,8 @@ arguments), because the gradient of a discarded ``inf`` branch is ``0 * inf``.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -140,7 +141,8 @@ def _per_channel_affine(x: Any, weight: Any, bias: Any, what: str) -> tuple[Tens
     t = _float(x, what)
     _channel_axes(t, what)
     t, weight, bias = _promoted(t, weight, bias, what)
-    return t, *(None if v is None else _per_channel(v, t.ndim) for v in (weight, bias))
+    scale = None if weight is None else _per_channel(weight, t.ndim)
+    return t, scale, None if bias is None else _per_channel(bias, t.ndim)
 
 
 def _per_channel(v: Tensor, rank: int) -> Value:

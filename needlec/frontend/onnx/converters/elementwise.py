@@ -9,7 +9,7 @@ on f16/bf16 compute in f32 and round once.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import ml_dtypes
 import numpy as np
@@ -251,7 +251,8 @@ def _gelu(ctx: NodeContext, x: Value) -> Value:
 ACTIVATIONS: dict[str, Callable[[NodeContext, Value], Value]] = {
     "LeakyRelu": lambda ctx, x: _leaky(ctx, x, ctx.scalar(ctx.attr("alpha", 0.01), x)),
     "Elu": lambda ctx, x: C.elu(ctx, x, ctx.attr("alpha", 1.0)), "Celu": _celu, "Selu": _selu,
-    "ThresholdedRelu": _thresholded_relu, "Shrink": _shrink, "Softplus": C.softplus, "Softsign": _softsign, "Mish": _mish, "Gelu": _gelu, "Swish": _swish,
+    "ThresholdedRelu": _thresholded_relu, "Shrink": _shrink, "Softplus": C.softplus, "Softsign": _softsign,
+    "Mish": _mish, "Gelu": _gelu, "Swish": _swish,
     "HardSigmoid": lambda ctx, x: _hard_sigmoid(ctx, x, ctx.attr("alpha", 0.2), ctx.attr("beta", 0.5)),
     "HardSwish": lambda ctx, x: ctx.add("mul", x, _hard_sigmoid(ctx, x, 1 / 6, 0.5)),
 }

@@ -10,7 +10,8 @@ extent, as the ONNX reference). MaxUnpool scatters into flat zeros.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
 from needlec.compiler.ops import composites as C
 from needlec.frontend.onnx.context import NodeContext, converter
-from needlec.frontend.onnx.converters.spatial import (WindowAttrs, axes_from, check_channels_first, float_input, int_list,
-                                               reshape, window_attrs)
+from needlec.frontend.onnx.converters.spatial import (WindowAttrs, axes_from, check_channels_first, float_input,
+                                                      int_list, reshape, window_attrs)
 
 
 def _spatial(ctx: NodeContext, x: Value) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ which walking the steps backwards also turns into ONNX's per-entry reversal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -10,7 +10,7 @@ casts, shaping a per-channel vector to broadcast against a tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
