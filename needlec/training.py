@@ -18,7 +18,8 @@ Module, and exports the step as a shared library with a C header.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
