@@ -37,6 +37,7 @@ from needlec.compiler.loops.ir import (Assign, Binary, BinaryOp, Buffer, Cast, C
 from needlec.compiler.loops.transforms import iterations_disjoint
 from needlec.errors import VerificationError
 
+# the codegen's tables (llvm_emit): narrow integer widths, and the ops whose bf16 result needs no rounding
 _NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
 _EXACT_ON_BF16 = frozenset({UnaryOp.NEG, UnaryOp.ABS, UnaryOp.FLOOR, UnaryOp.CEIL, UnaryOp.ROUND,
                             BinaryOp.MAX, BinaryOp.MIN})

@@ -141,7 +141,7 @@ class _KernelVerifier:
         if isinstance(e, Const):
             return e.dtype
         if isinstance(e, Var):
-            if scope.names.get(e.name, DType.BOOL) is not None:
+            if e.name not in scope.names or scope.names[e.name] is not None:
                 raise self.fail(f"loop variable {e.name} is used outside its loop")
             return DType.I64
         if isinstance(e, LocalRef):
