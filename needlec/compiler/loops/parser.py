@@ -97,12 +97,12 @@ class _LineParser(_Parser):
     def name(self) -> str:
         return str(self.expect("ident", what="a name").text)
 
-    def new_name(self) -> tuple[Token, str]:
+    def new_name(self) -> str:
         tok = self.peek()
         name = self.name()
         if name in self.names:
             raise _error(tok, f"{name} is declared twice")
-        return tok, name
+        return name
 
     def buffer(self) -> Buffer:
         tok = self.expect("value", what="a buffer (%name)")
@@ -225,13 +225,14 @@ class _ProgramParser:
         self.buffers: dict[str, Buffer] = {}
 
     def line(self, names: dict[str, DType | None] | None = None,
-             buffers: dict[str, Buffer] | None = None) -> tuple[_Line, _LineParser]:
+             buffers: dict[str, Buffer] | None = None) -> _LineParser:
+        """A parser for the next line, resolving ``names`` and ``buffers`` (default: the program's buffers)."""
         if self.pos >= len(self.lines):
             last = self.lines[-1].number if self.lines else 0
             raise ParseError(f"line {last + 1}:1: expected more of the program, found end of input")
         line = self.lines[self.pos]
         self.pos += 1
-        return line, _LineParser(line, {} if names is None else names, self.buffers if buffers is None else buffers)
+        return _LineParser(line, {} if names is None else names, self.buffers if buffers is None else buffers)
 
     def peek(self, depth: int, word: str | None = None) -> bool:
         """Whether the next line is at ``depth`` (and starts with ``word``)."""
@@ -242,7 +243,7 @@ class _ProgramParser:
     def parse(self) -> Program:
         if not self.lines:
             raise ParseError("line 1:1: expected 'program', found end of input")
-        _, p = self.line()
+        p = self.line()
         p.expect("ident", "program")
         name = str(p.expect("global", what="a program name (@name)").value)
         p.end()
@@ -251,7 +252,7 @@ class _ProgramParser:
             self.signature_entry(signature)
         storage = self.buffer_section()
         constants = self.constant_section()
-        _, p = self.line()
+        p = self.line()
         p.expect("ident", "arena")
         p.expect("punct", ":")
         arena_size = p.integer()
@@ -265,7 +266,7 @@ class _ProgramParser:
 
     def signature_entry(self, signature: dict[str, list[tuple[str, tuple[int, ...], DType]]]) -> None:
         """``input 0 %x: f32[3, 4] [in buffer %b]`` (the buffer is derived from storage, so it is only read)."""
-        _, p = self.line()
+        p = self.line()
         kind = p.name()
         slot_tok = p.peek()
         if p.integer() != len(signature[kind]):
@@ -282,13 +283,13 @@ class _ProgramParser:
         signature[kind].append((value, shape, dtype))
 
     def buffer_section(self) -> dict[str, Storage]:
-        _, p = self.line()
+        p = self.line()
         p.expect("ident", "buffers")
         p.expect("punct", ":")
         p.end()
         storage: dict[str, Storage] = {}
         while self.peek(2):
-            line, p = self.line()
+            p = self.line()
             start = p.peek()
             buffer = p.buffer_decl()
             if buffer.name in self.buffers:
@@ -325,12 +326,12 @@ class _ProgramParser:
         constants: dict[str, object] = {}
         if not self.peek(1, "constants"):
             return constants
-        _, p = self.line()
+        p = self.line()
         p.expect("ident", "constants")
         p.expect("punct", ":")
         p.end()
         while self.peek(2):
-            _, p = self.line()
+            p = self.line()
             start = p.peek()
             buffer = p.buffer()
             if buffer.name in constants:
@@ -341,8 +342,9 @@ class _ProgramParser:
         return constants
 
     def kernel(self) -> Kernel:
-        line, p = self.line()
-        if line.depth != 0:
+        depth = self.lines[self.pos].depth
+        p = self.line()
+        if depth != 0:
             raise _error(p.peek(), "expected a kernel at the start of a line, found an indented line")
         p.expect("ident", "kernel")
         tok = p.next()
@@ -391,7 +393,7 @@ class _ProgramParser:
         return tuple(stmts)
 
     def statement(self, depth: int, names: dict[str, DType | None], buffers: dict[str, Buffer]) -> Stmt:
-        line, p = self.line(names, buffers)
+        p = self.line(names, buffers)
         tok = p.peek()
         if tok.kind == "value":
             buffer, index = p.access()
@@ -401,7 +403,7 @@ class _ProgramParser:
             return Store(buffer, index, value)
         word = p.name()
         if word == "let":
-            name_tok, name = p.new_name()
+            name = p.new_name()
             p.expect("punct", ":")
             dtype = p.dtype()
             p.expect("punct", "=")
@@ -419,7 +421,7 @@ class _ProgramParser:
             then = self.block(depth + 1, names, buffers)
             orelse: tuple[Stmt, ...] = ()
             if self.peek(depth, "else"):
-                _, q = self.line(names, buffers)
+                q = self.line(names, buffers)
                 q.expect("ident", "else")
                 q.expect("punct", ":")
                 q.end()
@@ -430,7 +432,7 @@ class _ProgramParser:
             kind = LoopKind(word)
             word = p.name()
         if word == "for":
-            _, var = p.new_name()
+            var = p.new_name()
             p.expect("ident", "in")
             start = p.integer()
             p.expect("punct", "..")
