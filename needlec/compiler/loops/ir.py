@@ -7,6 +7,12 @@ Index expressions are ``i64`` expressions built from a value's strides and
 offset (see ``builder.Operand``). Loops carry their schedule (``kind``:
 serial, parallel, vectorize, or a GPU binding) so that schedule
 transformations are rewrites of this IR. All nodes are frozen dataclasses.
+
+Operators, loop kinds and storage kinds are string enums (``UnaryOp``,
+``BinaryOp``, ``LoopKind``, ``StorageKind``): nodes accept their names
+(``Binary("add", a, b)``) and coerce them on construction, so a misspelt name
+fails there. ``verifier.verify_program`` checks a program, ``interpreter``
+runs it with NumPy, and ``printer`` / ``parser`` write and read its text.
 """
 from __future__ import annotations
 
