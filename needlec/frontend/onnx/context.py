@@ -2,9 +2,11 @@
 
 Converters are registered per ONNX op type with ``@converter("Relu", ...)``
 and return one graph value per ONNX output (``None`` for an output they do
-not produce). They build primitives through ``NodeContext.add`` and read
-attributes with ``attr``; ``const(i)`` gives an input's value when it is known
-at compile time (initializers, Constant nodes, shape arithmetic), which is how
+not produce). They build primitives through ``NodeContext.add`` (a
+``GraphBuilder``, so the composites of ``compiler/ops/composites.py`` build
+through it too and their shape errors name the node) and read attributes
+with ``attr``; ``const(i)`` gives an input's value when it is known at
+compile time (initializers, Constant nodes, shape arithmetic), which is how
 shape-like inputs (Reshape's shape, Slice's starts, ...) become static.
 """
 from __future__ import annotations
