@@ -13,7 +13,8 @@ buffers).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand
