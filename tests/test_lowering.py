@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import needlec
 from needlec import DType, Graph, TensorType
 from needlec.compiler.interpreter import interpret
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES
@@ -259,6 +260,24 @@ def test_inline_operand_takes_elementwise_ops_only_and_is_no_bitcast_source() ->
     assert inline.buffers == (x.buffer,) and inline.sources == (_source(node),)
     with pytest.raises(CodegenError, match="bitcast"):
         inline.as_dtype(DType.I32)
+
+
+def test_a_chain_of_inlined_producers_rounds_at_every_step() -> None:
+    """f16 ``exp`` then ``mul`` folded into one ``copy`` kernel give the bits of three kernels storing f16."""
+    graph = Graph("chain")
+    x = graph.add_input("x", TensorType((64,), DType.F16))
+    e = graph.add_node("exp", [x])
+    m = graph.add_node("mul", [e.outputs[0], e.outputs[0]])
+    c = graph.add_node("copy", [m.outputs[0]])
+    graph.set_outputs(c.outputs)
+    builder = _ProgramBuilder("chain")
+    inner = InlineOperand(get_op("exp"), e.attrs, (builder.input("x", x),), e.outputs[0].type, _source(e))
+    outer = InlineOperand(get_op("mul"), m.attrs, (inner, inner), m.outputs[0].type, _source(m))
+    builder.kernel("y", c, [outer], c.outputs[0])
+    assert builder.kernels[0].sources == (_source(e), _source(m), _source(c))
+    data = np.linspace(-4.0, 4.0, 64).astype(np.float16)
+    fused = jit_compile(builder.program(), Target.named())(data)
+    assert fused.tobytes() == needlec.compile(graph)(data).tobytes()
 
 
 def test_schedule_applies_the_op_hook_of_a_kernels_last_source(monkeypatch: pytest.MonkeyPatch) -> None:
