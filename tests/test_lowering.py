@@ -2,10 +2,11 @@
 
 Every elementwise op case is folded, as an ``InlineOperand``, into three
 consumers (``copy``, ``reduce_sum``/``reduce_max`` over axis 0, and a second
-elementwise op) of a hand-built Program; the same consumers also read the
-producer's stored result, as today's unfused kernels do. Fused and unfused
-results must be the same bits (float sums aside, whose order LLVM may pick)
-and match the NumPy references of the two ops composed.
+elementwise op) of one hand-built Program per op. The fused ``copy`` must
+give the bits of the stored producer and the fused elementwise op those of
+the same op reading the stored producer (today's unfused kernels); every
+consumer must match the NumPy references of the two ops composed (the
+reduction within a tolerance: LLVM may reorder a float sum).
 """
 from __future__ import annotations
 
@@ -65,8 +66,9 @@ def _is_elementwise_nest(kernel: Kernel, node: Node) -> bool:
         return False
     out, store = node.outputs[0], stmts[0]
     idx = [Var(loop.var) for loop in loops]
-    if [loop.extent for loop in loops] != list(out.shape) or store.index != BufferOperand(store.buffer,
-                                                                                           out.type).index(idx):
+    if [loop.extent for loop in loops] != list(out.shape):
+        return False
+    if store.index != BufferOperand(store.buffer, out.type).index(idx):
         return False
     allowed = set()
     for x in node.inputs:
