@@ -15,7 +15,7 @@ from needlec.compiler.ir.parser import parse_graph
 from needlec.compiler.ir.printer import MAX_LITERAL_ELEMENTS, print_graph
 from needlec.compiler.ir.verifier import verify_graph
 from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, If, Kernel, Load, Local, LocalRef, Loop,
-                                       Select, Store, Unary, Var)
+                                       Select, Source, Store, Unary, Var)
 from needlec.compiler.loops.printer import print_expr, print_kernel, print_program
 from needlec.compiler.ops import registry
 from needlec.compiler.ops.registry import Attr, OpDef
@@ -348,7 +348,7 @@ def test_program_dump_shows_storage_arena_and_kernels() -> None:
     assert re.search(rf"\n    %{add_name}: f32\[12\] +arena offset 0\n", text)
     assert re.search(rf"\n    %{out_name}: f32\[12\] +output slot 0\n", text)
     assert f"  arena: {program.arena_size} bytes\n" in text and program.arena_size >= 48
-    assert (f"kernel k0_add(%x: f32[12], %w: f32[4], %{add_name}: f32[12])  // from %{add_name}\n"
+    assert (f"kernel k0_add(%x: f32[12], %w: f32[4], %{add_name}: f32[12])  // from %{add_name} (add)\n"
             "  for i0 in 0..3:\n"
             "    for i1 in 0..4:\n"
             f"      %{add_name}[i0*4 + i1] = %x[i0*4 + i1] + %w[i1]\n") in text
@@ -369,9 +369,9 @@ def test_kernel_shows_schedules_and_every_statement_kind() -> None:
            (Store(out, i, Const(0.0, DType.F32)),)),
     )
     kernel = Kernel("k_sum", (a, out), (Loop("i", 2, body, kind="parallel", start=1),
-                                        Loop("u", 8, (), kind="gpu_thread")), origin="s")
+                                        Loop("u", 8, (), kind="gpu_thread")), sources=(Source("s", "reduce_sum"),))
     assert print_kernel(kernel) == (
-        "kernel k_sum(%a: f32[8], %out: f32[8])  // from %s\n"
+        "kernel k_sum(%a: f32[8], %out: f32[8])  // from %s (reduce_sum)\n"
         "  parallel for i in 1..3:\n"
         "    let acc: f32 = 0.0\n"
         "    vectorize for j in 0..4:\n"
