@@ -9,7 +9,7 @@ boundaries) get explicit tests of the PyTorch conventions instead.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest

@@ -1,7 +1,8 @@
 """Losses against ``torch.nn.functional`` (values and gradients), extreme logits, Modules and errors."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -73,8 +74,8 @@ def test_cross_entropy_label_smoothing_and_probability_targets() -> None:
                         lambda x, y: F_torch.cross_entropy(x, y, label_smoothing=0.2), [logits, target], (0,))
     probs = RNG.dirichlet(np.ones(4), 5).astype(np.float32)
     for smoothing in (0.0, 0.1):
-        check_against_torch(lambda x, p: ops.cross_entropy(x, p, label_smoothing=smoothing),
-                            lambda x, p: F_torch.cross_entropy(x, p, label_smoothing=smoothing), [logits, probs],
+        check_against_torch(lambda x, p, s=smoothing: ops.cross_entropy(x, p, label_smoothing=s),
+                            lambda x, p, s=smoothing: F_torch.cross_entropy(x, p, label_smoothing=s), [logits, probs],
                             (0, 1))
 
 

@@ -8,7 +8,7 @@ compiled and compared bit for bit with the unscheduled one (and with NumPy).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest

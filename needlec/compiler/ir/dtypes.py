@@ -17,6 +17,7 @@ import enum
 
 import ml_dtypes
 import numpy as np
+from numpy.typing import DTypeLike
 
 from needlec.errors import IRError
 
@@ -83,7 +84,7 @@ class DType(enum.Enum):
         return self in STORAGE_DTYPES
 
     @staticmethod
-    def from_numpy(dtype: object) -> "DType":
+    def from_numpy(dtype: DTypeLike) -> DType:
         """The DType for a NumPy dtype (or anything ``np.dtype`` accepts)."""
         name = np.dtype(dtype).name
         for member, np_dtype in _NUMPY_DTYPES.items():
@@ -93,7 +94,7 @@ class DType(enum.Enum):
                       f"{', '.join(d.name for d in _NUMPY_DTYPES.values())}")
 
     @staticmethod
-    def parse(text: str) -> "DType":
+    def parse(text: str) -> DType:
         """The DType named by its IR short name (``f32``) or NumPy name (``float32``)."""
         for member in DType:
             if member.value == text or _NUMPY_DTYPES[member].name == text:

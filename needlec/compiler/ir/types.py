@@ -47,7 +47,7 @@ class TensorType:
             raise ShapeError(f"tensor type {self}: {self.size} elements of {self.dtype.value} exceed the "
                              f"addressable {MAX_BYTES} bytes")
         if self.strides is not None:
-            strides = tuple(int(s) for s in self.strides)
+            strides: tuple[int, ...] | None = tuple(int(s) for s in self.strides)
             if strides == contiguous_strides(self.shape):
                 strides = None
             object.__setattr__(self, "strides", strides)
@@ -80,10 +80,10 @@ class TensorType:
         return self.size == 0 or all(s == c for s, c, d in zip(self.strides_or_default, contiguous_strides(self.shape),
                                                                self.shape) if d != 1)
 
-    def with_layout(self, strides: tuple[int, ...] | None, offset: int = 0) -> "TensorType":
+    def with_layout(self, strides: tuple[int, ...] | None, offset: int = 0) -> TensorType:
         return TensorType(self.shape, self.dtype, strides, offset)
 
-    def contiguous(self) -> "TensorType":
+    def contiguous(self) -> TensorType:
         """The same shape and dtype, laid out row-major from offset 0."""
         return TensorType(self.shape, self.dtype)
 

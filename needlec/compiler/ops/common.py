@@ -1,7 +1,8 @@
 """Shape rules and gradient helpers shared by several ops (broadcasting, dtypes, axes)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value

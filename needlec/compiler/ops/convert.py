@@ -15,7 +15,8 @@ have the same size; it has no gradient.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import ml_dtypes
 import numpy as np

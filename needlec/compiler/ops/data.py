@@ -11,7 +11,8 @@ through the same clamped indices, so they match the forward op exactly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -46,7 +47,8 @@ def fill_scalar(value: float, dtype: DType) -> np.generic:
     even for values the dtype cannot hold.
     """
     with np.errstate(all="ignore"):
-        return np.asarray(value, np.float64).astype(dtype.np)[()]
+        zero_d = np.asarray(value, np.float64).astype(dtype.np)
+    return zero_d[()]  # type: ignore[return-value]  # [()] of a 0-d array is a scalar; the stubs say ndarray
 
 
 def fill_constant(value: float, dtype: DType) -> Const:
@@ -228,7 +230,7 @@ def _pad_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[
         return [ctx.add("slice", uncropped, starts=[0] * len(plan), stops=spread, steps=[a.step for a in plan],
                         axes=axes)]
     for axis, a in enumerate(plan):
-        def part(start: int, stop: int, axis: int = axis) -> Value:
+        def part(start: int, stop: int, axis: int = axis, g: Value = g) -> Value:
             return ctx.add("slice", g, starts=[start], stops=[stop], steps=[1], axes=[axis])
 
         core = part(a.before, a.before + a.kept)
@@ -379,7 +381,7 @@ def _gather_elements_reference(args: Sequence[np.ndarray], attrs: Mapping[str, A
     if indices.size == 0:
         return [np.empty(indices.shape, data.dtype)]
     axis = normalize_axis("gather_elements", attrs["axis"], data.ndim)
-    source = list(np.indices(indices.shape))
+    source: list[np.ndarray] = list(np.indices(indices.shape))
     source[axis] = clamp_indices(indices, data.shape[axis])
     return [data[tuple(source)]]
 
@@ -429,7 +431,7 @@ def _scatter_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> 
     if indices.size == 0:
         return [out]
     axis = normalize_axis("scatter", attrs["axis"], data.ndim)
-    target = list(np.indices(indices.shape))
+    target: list[np.ndarray] = list(np.indices(indices.shape))
     target[axis] = clamp_indices(indices, data.shape[axis])
     flat_target = np.ravel_multi_index(target, data.shape).reshape(-1)
     values = updates.reshape(-1)

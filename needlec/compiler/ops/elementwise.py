@@ -17,17 +17,18 @@ max/min split the gradient evenly between equal operands.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from needlec.compiler.ir.dtypes import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import binary, const, select, unary
+from needlec.compiler.loops.builder import ScalarFn, binary, const, select, unary
 from needlec.compiler.loops.ir import Expr
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes, grad_where
-from needlec.compiler.ops.registry import NO_GRAD, GradFn, OpDef, register
+from needlec.compiler.ops.registry import NO_GRAD, GradFn, OpDef, ReferenceFn, register
 
 if TYPE_CHECKING:
     from needlec.compiler.ops.grad import GradContext
@@ -307,9 +308,10 @@ def _binary_reference(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], to_boo
 def _unary_grad(rule: UnaryGrad | GradFn) -> GradFn:
     if rule is NO_GRAD:
         return NO_GRAD
+    unary_rule = cast(UnaryGrad, rule)  # every rule but NO_GRAD in UNARY is a UnaryGrad
 
     def grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list[Value | None]:
-        return [rule(ctx, node.inputs[0], node.outputs[0], out_grads[0])]
+        return [unary_rule(ctx, node.inputs[0], node.outputs[0], out_grads[0])]
 
     return grad
 
@@ -325,9 +327,30 @@ def _binary_grad(rule: BinaryGrad | GradFn) -> GradFn:
     return grad
 
 
+def _unary_scalar(expr: Callable[[Expr], Expr]) -> ScalarFn:
+    def scalar(args: Sequence[Expr], attrs: Mapping[str, Any]) -> Expr:
+        return expr(args[0])
+
+    return scalar
+
+
+def _binary_scalar(op: str) -> ScalarFn:
+    def scalar(args: Sequence[Expr], attrs: Mapping[str, Any]) -> Expr:
+        return binary(op, args[0], args[1])
+
+    return scalar
+
+
+def _predicate_reference(ref: Callable[[np.ndarray], np.ndarray]) -> ReferenceFn:
+    def reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> list[np.ndarray]:
+        return [np.asarray(ref(args[0]))]
+
+    return reference
+
+
 for _name, (_dtypes, _ref, _expr, _doc, _grad) in UNARY.items():
     register(OpDef(_name, 1, _unary_infer(_name, _dtypes), _unary_reference(_ref),
-                   None, grad=_unary_grad(_grad), doc=_doc, scalar=lambda args, attrs, f=_expr: f(args[0])))
+                   None, grad=_unary_grad(_grad), doc=_doc, scalar=_unary_scalar(_expr)))
 
 def _predicate_infer(name: str) -> Callable:
     def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
@@ -337,14 +360,14 @@ def _predicate_infer(name: str) -> Callable:
     return infer
 
 
-for _name, (_ref, _expr, _doc) in PREDICATES.items():
-    register(OpDef(_name, 1, _predicate_infer(_name), lambda args, attrs, f=_ref: [np.asarray(f(args[0]))],
-                   None, grad=NO_GRAD, doc=_doc, scalar=lambda args, attrs, f=_expr: f(args[0])))
+for _name, (_test, _expr, _doc) in PREDICATES.items():
+    register(OpDef(_name, 1, _predicate_infer(_name), _predicate_reference(_test),
+                   None, grad=NO_GRAD, doc=_doc, scalar=_unary_scalar(_expr)))
 
-for _name, (_dtypes, _to_bool, _ref, _loop_op, _grad) in BINARY.items():
-    register(OpDef(_name, 2, _binary_infer(_name, _dtypes, _to_bool), _binary_reference(_ref, _to_bool),
-                   None, grad=_binary_grad(_grad), doc=f"elementwise {_name} with NumPy broadcasting",
-                   scalar=lambda args, attrs, op=_loop_op: binary(op, args[0], args[1])))
+for _name, (_dtypes, _to_bool, _binary_ref, _loop_op, _binary_rule) in BINARY.items():
+    register(OpDef(_name, 2, _binary_infer(_name, _dtypes, _to_bool), _binary_reference(_binary_ref, _to_bool),
+                   None, grad=_binary_grad(_binary_rule), doc=f"elementwise {_name} with NumPy broadcasting",
+                   scalar=_binary_scalar(_loop_op)))
 
 
 def _where_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:

@@ -21,7 +21,8 @@ argmax/argmin have none.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def _arg_lower(name: str) -> Callable:
         last = attrs["select_last_index"]
 
         def body(out_idx: list[Var]) -> list[Stmt]:
-            outer = list(out_idx)
+            outer: list[Expr] = list(out_idx)
             if attrs["keepdims"]:
                 del outer[axis]
 

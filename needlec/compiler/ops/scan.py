@@ -16,7 +16,8 @@ first and reverse ones flip x and g around that rule.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from needlec.compiler.ops.grad import GradContext
 
 # kind -> (loop-IR combine op, identity, NumPy running reducer)
-KINDS = {"sum": ("add", 0, np.cumsum), "prod": ("mul", 1, np.cumprod)}
+KINDS: dict[str, tuple[str, int, Callable[..., np.ndarray]]] = {"sum": ("add", 0, np.cumsum),
+                                                                "prod": ("mul", 1, np.cumprod)}
 
 
 def _cumulative_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:

@@ -8,7 +8,8 @@ a copy pays off or is required (graph outputs, reshaping a strided value).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -162,7 +163,7 @@ def _window_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
     for offsets in itertools.product(*(range(k) for k in window.kernel)):
         index = tuple(slice(k * d, k * d + o * s, s) for k, d, o, s in
                       zip(offsets, window.dilations, window.out_dims, window.strides))
-        part = padded[(..., *index)]
+        part = padded[(slice(None),) * lead + index]
         result = np.maximum(result, part) if attrs["kind"] == "max" else result + part
     return [result.astype(x.dtype)]
 
@@ -259,7 +260,7 @@ def _argmax_reference(args: Sequence[np.ndarray], attrs: Mapping[str, Any]) -> l
         valid = np.ones(window.out_dims, np.bool_)
         for axis, (p, n) in enumerate(zip(positions, window.in_dims)):
             valid = valid & ((p >= 0) & (p < n)).reshape([-1 if a == axis else 1 for a in range(rank)])
-        where = (..., *np.ix_(*(np.clip(p, 0, n - 1) for p, n in zip(positions, window.in_dims))))
+        where: tuple[Any, ...] = (..., *np.ix_(*(np.clip(p, 0, n - 1) for p, n in zip(positions, window.in_dims))))
         value = x[where].astype(work.np)
         wins = valid & ((index < 0) | (value > best))
         if work.is_float:  # NaN beats every number; the first NaN stays

@@ -5,6 +5,8 @@ Decompositions of composite ops into primitives also live in this table.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from needlec.compiler.ir.graph import Graph, Node, Value
@@ -13,10 +15,11 @@ from needlec.compiler.passes.rewrite import Pattern, Rewriter, apply_patterns
 
 
 def _is_splat(value: Value, scalar: float) -> bool:
-    return value.is_constant and value.data.size > 0 and bool(np.all(value.data == scalar))
+    data = value.data if value.is_constant else None
+    return data is not None and data.size > 0 and bool(np.all(data == scalar))
 
 
-def _identity_operand(identity: float, commutative: bool):  # type: ignore[no-untyped-def]
+def _identity_operand(identity: float, commutative: bool) -> Callable[[Rewriter, Node], Value | None]:
     """x op c -> x when c is all ``identity`` and does not change x's shape."""
 
     def rule(rw: Rewriter, node: Node) -> Value | None:

@@ -19,13 +19,14 @@ def constant_fold(graph: Graph) -> Graph:
     """Replace all-constant nodes by constants holding their results."""
     folded = []
     for node in graph.nodes:
-        if not node.inputs or not all(v.is_constant for v in node.inputs):
+        arrays = [v.data for v in node.inputs if v.is_constant and v.data is not None]
+        if not node.inputs or len(arrays) != len(node.inputs):
             continue
         in_bytes = sum(v.type.nbytes for v in node.inputs)
         out_bytes = sum(v.type.nbytes for v in node.outputs)
         if out_bytes > max(in_bytes, SMALL_BYTES):
             continue
-        results = get_op(node.op).reference([v.data for v in node.inputs], node.attrs)
+        results = get_op(node.op).reference(arrays, node.attrs)
         for value, result in zip(node.outputs, results):
             graph.replace_all_uses(value, graph.add_constant(result.astype(value.dtype.np), value.name + "_f"))
         folded.append(node)

@@ -61,8 +61,9 @@ def lower_to_loops(graph: Graph) -> Program:
             base[id(node.outputs[0])] = base[id(node.inputs[0])]
             continue
         for value in node.outputs:
-            slot = output_slots.get(id(value))
-            new_buffer(value, Storage("output", slot) if slot is not None else Storage("arena"), value.type.size)
+            out_slot = output_slots.get(id(value))
+            new_buffer(value, Storage("output", out_slot) if out_slot is not None else Storage("arena"),
+                       value.type.size)
         if opdef.lower is None:
             raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
         ins = [BufferOperand(base[id(v)], v.type) for v in node.inputs]
