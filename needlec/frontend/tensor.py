@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -515,7 +516,7 @@ class Tensor:
 def _shape_args(args: Sequence[int | Sequence[int]]) -> tuple[int, ...]:
     """``f(2, 3)`` and ``f((2, 3))`` both mean the shape/axes ``(2, 3)``."""
     if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
-        return tuple(int(d) for d in args[0])  # type: ignore[union-attr]
+        return tuple(int(d) for d in args[0])
     return tuple(int(d) for d in args)  # type: ignore[arg-type]
 
 

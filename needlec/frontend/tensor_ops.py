@@ -85,7 +85,7 @@ def _pair(value: IntPair, name: str, what: str) -> tuple[int, int]:
     pair = tuple(int(v) for v in value)
     if len(pair) != 2:
         raise ShapeError(f"{what}: {name} must be an int or a pair, found {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 # -- elementwise ------------------------------------------------------------------

@@ -8,7 +8,8 @@ active trace, so a GraphModule composes with losses, optimizers and
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.errors import NeedlecError
@@ -24,6 +25,9 @@ def is_weight(value: Value) -> bool:
 class GraphModule(Module):
     """A Module computing ``graph``; ``trainable`` picks the constants that become Parameters."""
 
+    graph: Graph
+    _parameter_of: dict[int, str]  # id of a constant of ``graph`` -> the name of its Parameter
+
     def __init__(self, graph: Graph, trainable: Callable[[Value], bool] = is_weight) -> None:
         super().__init__()
         object.__setattr__(self, "graph", graph)
@@ -34,6 +38,7 @@ class GraphModule(Module):
                 if name in self._parameters:
                     raise NeedlecError(f"GraphModule: constants %{value.name} and another both map to "
                                        f"parameter name {name!r}")
+                assert value.data is not None  # a constant holds its data
                 setattr(self, name, Parameter(value.data.copy()))
                 self._parameter_of[id(value)] = name
 
@@ -52,8 +57,11 @@ class GraphModule(Module):
             env[id(value)] = tensor.value
         for value in graph.constants:
             name = self._parameter_of.get(id(value))
-            env[id(value)] = (getattr(self, name).traced().value if name is not None
-                              else target.add_constant(value.data, value.name))
+            if name is not None:
+                env[id(value)] = getattr(self, name).traced().value
+            else:
+                assert value.data is not None  # a constant holds its data
+                env[id(value)] = target.add_constant(value.data, value.name)
         for node in graph.nodes:
             copy = target.add_node(node.op, [env[id(v)] for v in node.inputs], node.attrs, origin=node.origin)
             for old, new in zip(node.outputs, copy.outputs):

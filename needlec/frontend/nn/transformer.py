@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,6 +61,7 @@ class MultiheadAttention(Module):
         self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, np.float32)) if bias else None
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, rng=rng)
         if bias:
+            assert self.out_proj.bias is not None  # Linear(..., bias=True) has one
             self.out_proj.bias.data[:] = 0.0
         self.attn_dropout = Dropout(dropout, rng=rng)
 

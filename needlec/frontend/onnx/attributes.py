@@ -10,7 +10,8 @@ attribute has its schema type and, where a rule exists, a valid value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, SupportsInt, cast
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -214,7 +215,7 @@ def check_attributes(node: onnx.NodeProto, opset: int, rank: int | None) -> list
             known = ", ".join(sorted(schema.attributes)) or "none"
             problems.append(f"attribute {name!r} is unknown (expected one of: {known})")
             continue
-        expected = int(spec.type)
+        expected = _type_number(spec)
         if attribute.type != expected:
             problems.append(f"attribute {name!r} must be {TYPE_NAMES[expected]}, found "
                             f"{TYPE_NAMES.get(attribute.type, str(attribute.type))}")
@@ -231,8 +232,14 @@ def check_attributes(node: onnx.NodeProto, opset: int, rank: int | None) -> list
                     problems.append(f"attribute {name!r} is {_shown(value)}, expected {wanted}")
     for name, spec in schema.attributes.items():
         if spec.required and name not in seen:
-            problems.append(f"required attribute {name!r} is missing (expected {TYPE_NAMES[int(spec.type)]})")
+            problems.append(f"required attribute {name!r} is missing (expected {TYPE_NAMES[_type_number(spec)]})")
     return problems
+
+
+def _type_number(spec: OpSchema.Attribute) -> int:
+    """``spec``'s type as an ``AttributeProto`` type number (a pybind11 enum: ``int()`` works, the stub lacks
+    ``__int__``)."""
+    return int(cast(SupportsInt, spec.type))
 
 
 def attribute_error(node: onnx.NodeProto, opset: int, first_input: Any) -> str | None:

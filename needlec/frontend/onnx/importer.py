@@ -11,7 +11,8 @@ computations become static.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -47,7 +48,7 @@ class Importer:
 
     def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Any] | None = None,
                  input_values: Mapping[str, Any] | None = None,
-                 size_budget: "int | SizeBudget | None" = None) -> None:
+                 size_budget: int | SizeBudget | None = None) -> None:
         self.model = model
         self.budget = SizeBudget.of(size_budget)
         self.unrolled_steps = 0  # subgraph bodies converted so far (Loop and Scan steps, If branches)
@@ -97,8 +98,9 @@ class Importer:
             node = value.producer
             result = None
             if node is not None and node.op not in NOT_FOLDED:
-                args = [self.fold(v) for v in node.inputs]
-                if all(a is not None for a in args):
+                folded = [self.fold(v) for v in node.inputs]
+                args = [a for a in folded if a is not None]
+                if len(args) == len(folded):
                     self._check_node(node, f"folding {node.op}")  # before the reference allocates
                     outputs = get_op(node.op).reference(args, node.attrs)
                     for out, array in zip(node.outputs, outputs):
@@ -309,7 +311,7 @@ def _check_declared_type(info: onnx.ValueInfoProto, value: Value) -> None:
 
 
 def from_onnx(source: Any, input_shapes: Mapping[str, Any] | None = None,
-              size_budget: "int | SizeBudget | None" = None) -> Graph:
+              size_budget: int | SizeBudget | None = None) -> Graph:
     """Import an ONNX model (path, bytes or ModelProto) as a needlec graph with static shapes.
 
     ``size_budget`` caps the elements of any one tensor (default 2**31; ``budget.py``).

@@ -27,7 +27,7 @@ MIN_OPSET = 7
 PACKED_TYPES = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.FLOAT4E2M1})
 
 
-def load_model(source: Any, size_budget: "int | SizeBudget | None" = None) -> onnx.ModelProto:
+def load_model(source: Any, size_budget: int | SizeBudget | None = None) -> onnx.ModelProto:
     """A validated ``ModelProto`` from a path, bytes or a ``ModelProto``.
 
     ``size_budget`` caps the elements of any one tensor (see ``budget.py``); None keeps the default.
@@ -105,7 +105,7 @@ def _check_names(graph: onnx.GraphProto, where: str) -> None:
 
 
 def _tensors_with_external_data(model: onnx.ModelProto) -> list[onnx.TensorProto]:
-    tensors = []
+    tensors: list[onnx.TensorProto] = []
 
     def visit(graph: onnx.GraphProto) -> None:
         tensors.extend(t for t in graph.initializer if uses_external_data(t))

@@ -51,9 +51,9 @@ def frontier_bias(ctx: NodeContext, like: Value, q_len: int, kv_len: int, offset
     (batch, 1, q, kv) graph value."""
     rows = np.arange(q_len)[:, None] - np.arange(kv_len)[None, :]
     if isinstance(offset, int):
-        diff = rows + offset
-        allowed = ((diff <= left) | (left < 0)) & ((-diff <= right) | (right < 0))
-        return ctx.constant(np.where(allowed, 0, -np.inf), like.dtype)
+        static_diff = rows + offset
+        static_allowed = ((static_diff <= left) | (left < 0)) & ((-static_diff <= right) | (right < 0))
+        return ctx.constant(np.where(static_allowed, 0, -np.inf), like.dtype)
     diff = ctx.add("add", ctx.constant(rows, DType.I64), reshape(ctx, offset, (offset.shape[0], 1, 1)))
     checks = []
     if left >= 0:

@@ -10,6 +10,7 @@ on f16/bf16 compute in f32 and round once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -112,7 +113,7 @@ def where(ctx: NodeContext) -> list[Value]:
 
 
 @converter("Identity")
-def identity(ctx: NodeContext) -> list[object]:
+def identity(ctx: NodeContext) -> list[Any]:
     """Identity passes its input through (a tensor, or a sequence as the importer holds it)."""
     return [ctx.raw_input(0)]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -187,6 +187,7 @@ def resize_op(ctx: NodeContext) -> list[Value]:
         raise ctx.error("exactly one of scales and sizes must be given")
     axes = normalize_axes(ctx, ctx.attr("axes", list(range(rank))), rank)
     given = scale_data if scale_data is not None else size_data
+    assert given is not None  # exactly one of them is given (checked above)
     if len(given) != len(axes):
         raise ctx.error(f"{'scales' if scale_data is not None else 'sizes'} has {len(given)} values for "
                         f"{len(axes)} axes")
@@ -205,6 +206,7 @@ def resize_op(ctx: NodeContext) -> list[Value]:
             scales[axis] = scale
             sizes[axis] = int(np.float64(np.float32(scale)) * x.shape[axis])
     else:
+        assert size_data is not None  # exactly one of scales and sizes is given (checked above)
         for axis, size in zip(axes, size_data):
             if size < 0 or (size > 0 and x.shape[axis] == 0):
                 raise ctx.error(f"sizes {[int(v) for v in size_data]} cannot resize input {x.shape}: a size is "

@@ -38,7 +38,8 @@ def make_activation(ctx: NodeContext, name: str, alpha: float | None, beta: floa
     kind = name.lower()
 
     def apply(x: Value) -> Value:
-        def s(v: float) -> Value:
+        def s(v: float | None) -> Value:
+            assert v is not None  # ACTIVATION_PARAMS gives every activation reading alpha or beta a default
             return ctx.scalar(v, x)
 
         if clip is not None:
@@ -57,6 +58,7 @@ def make_activation(ctx: NodeContext, name: str, alpha: float | None, beta: floa
             line = ctx.add("add", ctx.add("mul", x, s(alpha)), s(beta))
             return ctx.add("max", ctx.add("min", line, s(1)), s(0))
         if kind == "elu":
+            assert alpha is not None  # defaulted by ACTIVATION_PARAMS
             return C.elu(ctx, x, alpha)
         if kind == "softsign":
             return ctx.add("div", x, ctx.add("add", ctx.add("abs", x), s(1)))

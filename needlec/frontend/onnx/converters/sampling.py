@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -116,6 +116,8 @@ def _grid_taps(ar: Arith, c: Value, size: int, mode: str, padding: str, align_co
         c = ar.where(outside, ar.clip(c, 0.0, size - 1.0), c)
     elif padding == "reflection":
         c = ar.where(outside, ar.reflect(c, low, high), c)
+    positions: Sequence[Value]
+    weights: Sequence[Value | None]
     if mode == "nearest":
         positions, weights = [c], [None]
     else:

@@ -78,7 +78,7 @@ def _overlaps(box: np.ndarray, others: np.ndarray, iou_threshold: float) -> np.n
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_per_class: int, iou_threshold: float,
                         score_threshold: float | None, center_point_box: int) -> np.ndarray:
     """Selected (batch, class, box) triples, greedily by descending score (ties: lower box index first)."""
-    selected = []
+    selected: list[tuple[int, int, int]] = []
     corners = _corners(boxes, center_point_box)
     for batch in range(scores.shape[0]):
         for klass in range(scores.shape[1]):

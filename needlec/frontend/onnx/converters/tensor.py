@@ -10,7 +10,7 @@ family (indexing, resize, sampling, selection).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -74,7 +74,7 @@ def attr_or_input_ints(ctx: NodeContext, name: str, index: int, since: int) -> l
     return const_ints(ctx, index, name) if ctx.has_input(index) else None
 
 
-def float_exact(value: np.generic | float, dtype: DType) -> bool:
+def float_exact(value: np.ndarray | np.generic | float, dtype: DType) -> bool:
     """Whether ``value`` in ``dtype`` survives the round trip through the float attribute of fill/pad."""
     scalar = np.asarray(value).astype(dtype.np)
     return bool(np.asarray(float(scalar)).astype(dtype.np) == scalar or np.isnan(float(scalar)))
