@@ -10,7 +10,8 @@ non-positive numbers.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from needlec.errors import ShapeError, TraceError
 from needlec.frontend import tensor_ops as F

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Value:
 
     __slots__ = ("name", "type", "producer", "data", "mutable")
 
-    def __init__(self, name: str, type: TensorType, producer: "Node | None" = None,
+    def __init__(self, name: str, type: TensorType, producer: Node | None = None,
                  data: np.ndarray | None = None, mutable: bool = False) -> None:
         self.name = name
         self.type = type
@@ -254,7 +255,7 @@ class Graph:
 
         return print_graph(self)
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         """A structural deep copy (constant arrays are shared, they are never mutated)."""
         clone = Graph(self.name)
         mapping: dict[int, Value] = {}

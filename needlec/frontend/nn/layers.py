@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Iterator
+from typing import Any
+from collections.abc import Hashable, Iterator
 
 import numpy as np
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from needlec.frontend.onnx.context import OnnxImportError
 
@@ -38,7 +38,7 @@ class SizeBudget:
     elements: int = DEFAULT_ELEMENTS
 
     @classmethod
-    def of(cls, size_budget: "int | SizeBudget | None") -> "SizeBudget":
+    def of(cls, size_budget: int | SizeBudget | None) -> SizeBudget:
         """The budget ``size_budget`` names: None for the default, an element count, or a budget."""
         if isinstance(size_budget, SizeBudget):
             return size_budget

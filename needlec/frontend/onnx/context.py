@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -92,7 +93,7 @@ class NodeContext:
 
     node: onnx.NodeProto
     opset: int
-    importer: "Importer"
+    importer: Importer
 
     # -- identity -------------------------------------------------------------------
     @property

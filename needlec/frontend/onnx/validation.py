@@ -11,7 +11,8 @@ tensor is refused before a converter allocates it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import onnx
 from onnx import checker, shape_inference

@@ -13,7 +13,8 @@ it once per batch entry).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import onnx

@@ -8,7 +8,8 @@ building blocks of the recurrent, attention and control-flow converters too.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -11,7 +11,7 @@ f64 and cast to the tensors' dtype.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.ir.graph import Value
