@@ -6,7 +6,7 @@ nodes to the graph being traced and returns a Tensor. Composite ops
 decompose into primitives, so the compiler only ever sees primitives: those
 shared with the ONNX importer (softmax, log_softmax, ...) are built by
 ``compiler/ops/composites.py`` into the graph being traced (``composite``),
-the frontend-only ones (mean, linear, pooling with averaging, stack) here.
+the frontend-only ones (linear, pooling with averaging, stack) here.
 
 Axes may be negative; ``axis=None`` in a reduction means every axis.
 """
@@ -356,10 +356,11 @@ def prod(x: Any, axis: Axes = None, keepdims: bool = False) -> Tensor:
 
 
 def mean(x: Any, axis: Axes = None, keepdims: bool = False) -> Tensor:
-    """Mean over ``axis``: sum * (1 / n); integer inputs are averaged in f32."""
+    """Mean over ``axis`` (``composites.mean``: the sum divided by the count); integers are averaged in f32."""
     t = _float_input(x, "mean")
-    count = math.prod(t.shape[a] for a in _axes(axis, t.ndim, "mean"))
-    return sum(t, axis, keepdims) * (1.0 / count if count else math.nan)
+    axes = _axes(axis, t.ndim, "mean")
+    kept = composite(C.mean, t, list(axes))
+    return kept if keepdims else reshape(kept, tuple(d for a, d in enumerate(t.shape) if a not in axes))
 
 
 def _arg_reduce(op: str, x: Any, axis: int | None, keepdims: bool, select_last_index: bool) -> Tensor:

@@ -26,7 +26,8 @@ from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, add, binary, cast, compute_dtype,
                                             const, mul)
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
-from needlec.compiler.ops.common import check_dtypes, grad_flip
+from needlec.compiler.ops.common import check_dtypes
+from needlec.compiler.ops.composites import conv_transpose_kernel
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
 from needlec.compiler.ops.window import Window, spread_to_input, window_geometry, window_loops
 
@@ -110,13 +111,8 @@ def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Buffer
 
 def _grad_input(ctx: GradContext, g: Value, w: Value, window: Window, groups: int) -> Value:
     """dx: the transposed convolution, a stride-1 conv2d of g spread by the strides and padded, with the
-    kernel flipped and its channel axes swapped within each group ((O, C/G) -> (C, O/G))."""
-    out_channels, group_channels, kh, kw = w.shape
-    per_group_out = out_channels // groups
-    regrouped = ctx.add("permute", ctx.reshape(w, (groups, per_group_out, group_channels, kh, kw)),
-                        perm=[0, 2, 1, 3, 4])
-    kernel = grad_flip(ctx, ctx.reshape(regrouped, (groups * group_channels, per_group_out, kh, kw)), [2, 3])
-    return ctx.add("conv2d", spread_to_input(ctx, g, window), kernel, groups=groups,
+    transposed convolution's kernel (flipped, channel axes swapped within each group: (O, C/G) -> (C, O/G))."""
+    return ctx.add("conv2d", spread_to_input(ctx, g, window), conv_transpose_kernel(ctx, w, groups), groups=groups,
                    dilations=list(window.dilations))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from needlec.compiler.ir.graph import Graph, Node, Value
+from needlec.compiler.ops import composites
 
 
 class GradContext:
@@ -39,12 +40,8 @@ class GradContext:
         return self.add("fill", shape=list(like.shape), value=0.0, dtype=like.dtype)
 
     def reshape(self, x: Value, shape: Sequence[int]) -> Value:
-        """Reshape, copying first when ``x``'s layout is not dense."""
-        if tuple(shape) == x.shape:
-            return x
-        if not x.type.is_dense:
-            x = self.add("copy", x)
-        return self.add("reshape", x, shape=list(shape))
+        """Reshape, copying first when ``x``'s layout is not dense (``composites.reshape``)."""
+        return composites.reshape(self, x, shape)
 
     def broadcast(self, x: Value, shape: Sequence[int]) -> Value:
         return x if x.shape == tuple(shape) else self.add("broadcast_to", x, shape=list(shape))

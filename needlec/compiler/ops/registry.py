@@ -93,7 +93,7 @@ class OpDef:
     the loop-IR body of the op's kernel (``None`` only for views, which alias
     their input and need no kernel); ``grad(ctx, node, out_grads)`` returns
     one gradient value per input (or ``None``) built with the
-    ``passes.autodiff.GradContext`` ``ctx``; ``NO_GRAD`` marks ops that are not
+    ``ops.grad.GradContext`` ``ctx``; ``NO_GRAD`` marks ops that are not
     differentiable.
     ``arity`` is the number of inputs, or ``None`` for variadic ops.
 
