@@ -44,6 +44,10 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing", action="store_true", help="print the time spent in each pass")
 
 
+def _target_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="cpu", help="backend to compile for: cpu (default)")
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an ONNX model (.onnx), a Python model file (defines model, example_inputs) "
                                  "or an IR text file (.nir)")
@@ -52,6 +56,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-budget", type=int, metavar="ELEMENTS",
                    help="most elements any one tensor of an ONNX model may have (default 2**31); unrolled loop "
                         "steps are capped at ELEMENTS / 2048")
+    _target_arg(p)
     p.add_argument("--cpu", default="host", metavar="NAME",
                    help="CPU to generate code for: host (default), a baseline x86-64, x86-64-v2, x86-64-v3, "
                         "x86-64-v4 (portable artifacts), or a CPU name such as skylake")
@@ -86,7 +91,7 @@ def _target(args: argparse.Namespace) -> Target:
     """The ``--target`` / ``--cpu`` target, resolved before any compiling (an unknown name fails fast)."""
     from needlec.compiler.target import Target
 
-    return Target.named(getattr(args, "target", "cpu"), args.cpu)
+    return Target.named(args.target, args.cpu)
 
 
 def _progress(args: argparse.Namespace, mode: str) -> Progress:
@@ -236,9 +241,10 @@ def _run_cmd(args: argparse.Namespace) -> None:
 
 
 def _passes_cmd(args: argparse.Namespace) -> None:
-    from needlec.compiler.passes import PASSES
+    from needlec.compiler.passes import passes_for
+    from needlec.compiler.target import Target
 
-    for i, p in enumerate(PASSES):
+    for i, p in enumerate(passes_for(Target.named(args.target).name)):
         print(f"{i:2d}. {p.name:<22}[{p.kind}] {p.doc}")
 
 
@@ -259,7 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a model to a shared library, executable, object, LLVM IR or IR")
     _model_args(p)
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--target", default="cpu")
     p.add_argument("--emit", choices=EMITS,
                    help="artifact kind (default from the output suffix: .so, .o, .ll, .nir, .loops, none or .exe "
                         "for an executable; else so)")
@@ -291,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_run_cmd)
 
-    sub.add_parser("passes", help="list the pipeline's passes in order").set_defaults(func=_passes_cmd)
+    p = sub.add_parser("passes", help="list a target's pipeline passes in order")
+    _target_arg(p)
+    p.set_defaults(func=_passes_cmd)
     sub.add_parser("ops", help="list the primitive ops").set_defaults(func=_ops_cmd)
     return parser
 
@@ -311,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"needlec: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`needlec ir ... | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except Exception as exc:  # a bug in needlec: still one line unless --debug
         if args.debug:
             traceback.print_exc()

@@ -78,6 +78,8 @@ def test_passes_and_ops_list(capsys) -> None:
     assert main(["passes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == list(PASS_NAMES)
+    assert main(["passes", "--target", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
     assert main(["ops"]) == 0
     assert "conv2d" in capsys.readouterr().out
 
@@ -86,6 +88,9 @@ def test_passes_and_ops_list(capsys) -> None:
     (["compile", "missing.py", "-o", "x.so"], "model file missing.py does not exist"),
     (["compile", "README.md", "-o", "x.so"], "unsupported file type .md"),
     (["compile", MLP, "-o", "x.so", "--target", "tpu"], "unknown target 'tpu'"),
+    (["ir", MLP, "--target", "cuda"], "unknown target 'cuda'; available: cpu"),
+    (["run", MLP, "--target", "gpu"], "unknown target 'gpu'"),
+    (["passes", "--target", "tpu"], "unknown target 'tpu'"),
     (["run", "missing.so"], "cannot load missing.so: no such file"),
     (["run", MLP, "--input", "x"], "--input expects NAME=FILE.npy"),
 ])
@@ -94,6 +99,17 @@ def test_errors_print_one_line_and_exit_non_zero(args, message) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert message in result.stderr and result.stderr.startswith("needlec: error:")
+
+
+def test_a_closed_pipe_stops_output_quietly() -> None:
+    """``needlec ir ... | head``: the reader leaving is not an error (no message; 141, like a process SIGPIPE ends)."""
+    process = subprocess.Popen([sys.executable, "-m", "needlec.cli", "ir", MLP, "--full-constants", "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"// ----- input graph")
+    process.stdout.close()  # the output (megabytes of weights) is far from written: the next write fails
+    assert process.wait(timeout=120) == 141
+    assert process.stderr.read() == b""
 
 
 def test_bad_ir_file_names_the_line(tmp_path) -> None:
