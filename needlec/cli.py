@@ -190,7 +190,7 @@ def _ir_cmd(args: argparse.Namespace) -> None:
     if "graph" in stages:
         print(f"// ----- graph after the last graph pass -----\n{print_graph(result.graph, elide_constants=elide)}")
     if "loops" in stages:
-        print(f"// ----- loop IR -----\n{print_program(result.program)}")
+        print(f"// ----- loop IR -----\n{print_program(result.program, elide_constants=elide)}")
     if "llvm" in stages:
         text = optimized_llvm_ir(result.program, target, progress.stage)
         print(f"// ----- LLVM IR (optimised) -----\n{text}")

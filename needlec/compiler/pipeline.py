@@ -140,7 +140,8 @@ class PrintAfter(Instrumentation):
     def after_pass(self, position: int, p: Pass, ir: Any) -> None:
         if self.names is not None and p.name not in self.names:
             return
-        text = print_graph(ir, elide_constants=self.elide_constants) if isinstance(ir, Graph) else print_program(ir)
+        text = (print_graph(ir, elide_constants=self.elide_constants) if isinstance(ir, Graph)
+                else print_program(ir, elide_constants=self.elide_constants))
         stream = self.stream or sys.stderr
         stream.write(f"// ----- IR after {p.name} -----\n" + text + ("" if text.endswith("\n") else "\n"))
         if self.dump_dir:

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 import numpy as np
 
-from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
-from needlec.compiler.loops.ir import (Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local, LocalRef, Loop,
-                                       Select, Stmt, Store, Unary, Var)
+from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_BITS, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
+from needlec.compiler.loops.ir import (EXACT_ON_BF16, Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
+                                       LocalRef, Loop, Select, Stmt, Store, Unary, Var)
 from needlec.compiler.target import Target
 from needlec.errors import CodegenError
 
@@ -66,9 +66,6 @@ _FLOAT_MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": 
                "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
                "tanh": "tanh", "floor": "floor", "ceil": "ceil", "round": "roundeven", "abs": "fabs",
                "erf": "erf", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh"}
-# float ops whose result is exact on bf16 inputs (no rounding back to bf16 needed)
-_EXACT_ON_BF16 = frozenset({"neg", "abs", "floor", "ceil", "round", "max", "min"})
-_NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
 _FCMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
@@ -206,7 +203,7 @@ class KernelEmitter:
             elif s.value.dtype in NARROW_FLOATS:
                 value = self.encode_narrow_float(s.value.dtype, value)
             elif s.value.dtype in NARROW_INT_DTYPES:  # the value's low bits, as ml_dtypes stores them
-                value = b.and_(value, ir.Constant(I8, (1 << _NARROW_INT_BITS[s.value.dtype]) - 1))
+                value = b.and_(value, ir.Constant(I8, (1 << NARROW_INT_BITS[s.value.dtype]) - 1))
             b.store(value, self.address(s.buffer.name, s.buffer.dtype, s.index))
         elif isinstance(s, Local):
             slot = self.entry_builder.alloca(register_type(s.init.dtype), name=s.name)
@@ -291,10 +288,10 @@ class KernelEmitter:
             return b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if e.dtype is DType.BOOL else value
         if isinstance(e, Unary):
             result = self.unary(e.op, e.x.dtype, self.expr(e.x))
-            return self.round_bf16(result) if e.dtype is DType.BF16 and e.op not in _EXACT_ON_BF16 else result
+            return self.round_bf16(result) if e.dtype is DType.BF16 and e.op not in EXACT_ON_BF16 else result
         if isinstance(e, Binary):
             result = self.binary(e.op, e.a.dtype, self.expr(e.a), self.expr(e.b))
-            return self.round_bf16(result) if e.dtype is DType.BF16 and e.op not in _EXACT_ON_BF16 else result
+            return self.round_bf16(result) if e.dtype is DType.BF16 and e.op not in EXACT_ON_BF16 else result
         if isinstance(e, Select):
             return b.select(self.expr(e.cond), self.expr(e.a), self.expr(e.b))
         if isinstance(e, Cast):
@@ -422,7 +419,7 @@ class KernelEmitter:
             return self.round_narrow_float(dst, self.convert(x, src, DType.F64))
         if dst in NARROW_INT_DTYPES:
             if src.is_float:  # truncate toward zero, then saturate to the narrow range (NaN gives 0)
-                bits = _NARROW_INT_BITS[dst]
+                bits = NARROW_INT_BITS[dst]
                 low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if dst.is_signed else (0, (1 << bits) - 1)
                 b, wide = self.builder, self.convert(x, src, DType.I32)
                 wide = b.select(b.icmp_signed("<", wide, ir.Constant(I32, low)), ir.Constant(I32, low), wide)
@@ -523,7 +520,7 @@ class KernelEmitter:
 
     def wrap_narrow_int(self, dtype: DType, x: ir.Value) -> ir.Value:
         """The i8 holding the value of ``x``'s low bits in ``dtype`` (sign-extended if signed)."""
-        b, width = self.builder, _NARROW_INT_BITS[dtype]
+        b, width = self.builder, NARROW_INT_BITS[dtype]
         if dtype.is_signed:
             shift = ir.Constant(I8, 8 - width)
             return b.ashr(b.shl(x, shift), shift)

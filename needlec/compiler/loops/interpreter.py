@@ -31,16 +31,13 @@ from collections.abc import Sequence
 import ml_dtypes
 import numpy as np
 
-from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_DTYPES, DType
-from needlec.compiler.loops.ir import (Assign, Binary, BinaryOp, Buffer, Cast, Const, Expr, If, Kernel, Load, Local,
-                                       LocalRef, Loop, Program, Select, Stmt, StorageKind, Store, Unary, UnaryOp, Var)
+from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_BITS, NARROW_INT_DTYPES, DType
+from needlec.compiler.loops.ir import (EXACT_ON_BF16, Assign, Binary, BinaryOp, Buffer, Cast, Const, Expr, If, Kernel,
+                                       Load, Local, LocalRef, Loop, Program, Select, Stmt, StorageKind, Store, Unary,
+                                       UnaryOp, Var)
 from needlec.compiler.loops.transforms import iterations_disjoint
 from needlec.errors import VerificationError
 
-# the codegen's tables (llvm_emit): narrow integer widths, and the ops whose bf16 result needs no rounding
-_NARROW_INT_BITS = {DType.I4: 4, DType.U4: 4, DType.I2: 2, DType.U2: 2}
-_EXACT_ON_BF16 = frozenset({UnaryOp.NEG, UnaryOp.ABS, UnaryOp.FLOOR, UnaryOp.CEIL, UnaryOp.ROUND,
-                            BinaryOp.MAX, BinaryOp.MIN})
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _FLOAT_UNARY = {
     UnaryOp.NEG: np.negative, UnaryOp.ABS: np.abs, UnaryOp.EXP: np.exp, UnaryOp.LOG: np.log, UnaryOp.SQRT: np.sqrt,
@@ -70,7 +67,7 @@ def _round_bf16(x: np.ndarray) -> np.ndarray:
 
 def _wrap_narrow(x: np.ndarray, dtype: DType) -> np.ndarray:
     """The low bits of integer ``x`` as a value of narrow ``dtype`` (sign-extended if signed), in registers."""
-    bits = _NARROW_INT_BITS[dtype]
+    bits = NARROW_INT_BITS[dtype]
     low = np.asarray(x).astype(np.int64) & ((1 << bits) - 1)
     if dtype.is_signed:
         low = np.where(low >= 1 << (bits - 1), low - (1 << bits), low)
@@ -96,7 +93,7 @@ def cast(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
         return np.asarray(x).astype(np.float64).astype(dst.np).astype(np.float32)
     if dst in NARROW_INT_DTYPES:
         if src.is_float_format:
-            bits = _NARROW_INT_BITS[dst]
+            bits = NARROW_INT_BITS[dst]
             low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if dst.is_signed else (0, (1 << bits) - 1)
             return _saturate(x, low, high, register_dtype(dst))
         return _wrap_narrow(x, dst)
@@ -314,7 +311,7 @@ class _KernelRun:
             return cast(self.expr(e.x, mask), e.x.dtype, e.dtype)
         else:
             raise VerificationError(f"kernel {self.kernel.name}: unknown expression {type(e).__name__}")
-        if e.dtype is DType.BF16 and e.op not in _EXACT_ON_BF16:
+        if e.dtype is DType.BF16 and e.op not in EXACT_ON_BF16:
             return _round_bf16(result)
         return result
 

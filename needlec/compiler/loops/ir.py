@@ -113,6 +113,11 @@ class BinaryOp(_Named):
 _COMPARISONS = frozenset({BinaryOp.EQ, BinaryOp.NE, BinaryOp.LT, BinaryOp.LE, BinaryOp.GT, BinaryOp.GE})
 
 
+# ops whose result on bf16 operands is a bf16 value already: no rounding back to bf16 (codegen and interpreter)
+EXACT_ON_BF16 = frozenset({UnaryOp.NEG, UnaryOp.ABS, UnaryOp.FLOOR, UnaryOp.CEIL, UnaryOp.ROUND,
+                           BinaryOp.MAX, BinaryOp.MIN})
+
+
 class StorageKind(_Named):
     """Where a buffer lives: a caller's ``input``/``output`` slot, a ``constant``, a ``variable`` or the ``arena``."""
 

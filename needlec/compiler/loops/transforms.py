@@ -38,6 +38,7 @@ from needlec.errors import CodegenError
 
 Node = Expr | Stmt
 T = TypeVar("T", Expr, Stmt, Kernel, tuple)
+KernelOrBody = TypeVar("KernelOrBody", Kernel, tuple)
 
 MAX_UNROLL = 64
 """The largest extent ``unroll`` accepts: full unrolling multiplies code size by the extent."""
@@ -57,19 +58,19 @@ def children(node: Node | Kernel) -> Iterator[Node]:
         if isinstance(value, Expr):
             yield value
         elif _is_body(value):
-            yield from value
+            yield from (stmt for stmt in value if isinstance(stmt, Stmt))
 
 
 def walk(node: Node | Kernel | Sequence[Stmt]) -> Iterator[Node]:
     """Every statement and expression under ``node`` (itself included), pre-order."""
-    if isinstance(node, (tuple, list)):
-        for stmt in node:
-            yield from walk(stmt)
+    if isinstance(node, (Expr, Stmt, Kernel)):
+        if not isinstance(node, Kernel):
+            yield node
+        for child in children(node):
+            yield from walk(child)
         return
-    if not isinstance(node, Kernel):
-        yield node
-    for child in children(node):
-        yield from walk(child)
+    for stmt in node:
+        yield from walk(stmt)
 
 
 def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Sequence[Stmt]]) -> T:
@@ -81,7 +82,7 @@ def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Seq
         body = tuple(out for stmt in node for out in on_stmt(_map(stmt, on_expr, on_stmt)))
         same = len(body) == len(node) and all(a is b for a, b in zip(body, node))
         return node if same else body  # type: ignore[return-value]
-    changes = {}
+    changes: dict[str, object] = {}
     for f in fields(node):  # type: ignore[arg-type]
         value = getattr(node, f.name)
         if isinstance(value, Expr):
@@ -92,7 +93,7 @@ def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Seq
             continue
         if new is not value:
             changes[f.name] = new
-    return replace(node, **changes) if changes else node  # type: ignore[type-var]
+    return replace(node, **changes) if changes else node  # type: ignore[type-var,arg-type]
 
 
 def _keep(stmt: Stmt) -> Sequence[Stmt]:
@@ -109,7 +110,7 @@ def _map_one_to_one(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[
         return on_expr(_map(node, on_expr, on_stmt))  # type: ignore[return-value]
     if isinstance(node, Stmt):
         (result,) = _map((node,), on_expr, on_stmt)
-        return result  # type: ignore[return-value]
+        return result
     return _map(node, on_expr, on_stmt)
 
 
@@ -118,7 +119,7 @@ def map_exprs(node: T, fn: Callable[[Expr], Expr]) -> T:
     return _map_one_to_one(node, fn, _keep)
 
 
-def map_stmts(node: Kernel | tuple[Stmt, ...], fn: Callable[[Stmt], Sequence[Stmt]]) -> Kernel | tuple[Stmt, ...]:
+def map_stmts(node: KernelOrBody, fn: Callable[[Stmt], Sequence[Stmt]]) -> KernelOrBody:
     """A kernel or body with every statement replaced, bottom-up, by the statements ``fn`` returns for it."""
     return _map(node, _same, fn)
 
@@ -209,7 +210,7 @@ def find_loop(kernel: Kernel, var: str) -> Loop:
 def replace_loop(kernel: Kernel, var: str, fn: Callable[[Loop], Sequence[Stmt]]) -> Kernel:
     """``kernel`` with loop ``var`` replaced by the statements ``fn(loop)`` returns."""
     find_loop(kernel, var)
-    return map_stmts(kernel, lambda s: fn(s) if isinstance(s, Loop) and s.var == var else (s,))  # type: ignore
+    return map_stmts(kernel, lambda s: fn(s) if isinstance(s, Loop) and s.var == var else (s,))
 
 
 def _error(kernel: Kernel, what: str, var: str, why: str) -> CodegenError:
