@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
-from needlec.errors import NeedlecError
+from needlec.errors import NeedlecError, TraceError
 from needlec.frontend.tensor import Tensor, active_context, current_context
 
 _generator = np.random.default_rng()
@@ -39,12 +39,18 @@ def uniform(rng: np.random.Generator | None, bound: float, shape: tuple[int, ...
     return generator(rng).uniform(-bound, bound, shape).astype(np.float32)
 
 
+class NoActiveTraceAttributeError(TraceError, AttributeError):
+    """A ``Parameter``/``Buffer`` Tensor attribute asked for outside a trace (``hasattr`` answers False)."""
+
+
 class State:
     """A NumPy array owned by a Module (a ``Parameter`` or a ``Buffer``).
 
     While tracing it acts as a Tensor: the graph value holding it (one per
-    trace). ``np.asarray(state)`` gives the data, so NumPy code (references,
-    optimisers) uses it directly.
+    trace). ``np.asarray(state)`` and, outside a trace, ``state.numpy()`` give
+    the data, so NumPy code (references, optimisers) uses it directly; other
+    Tensor attributes (``.T``, ``.sum``) exist only inside a trace, and
+    ``hasattr`` answers False for them outside one.
     """
 
     def __init__(self, data: Any) -> None:
@@ -73,10 +79,23 @@ class State:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.data if dtype is None else self.data.astype(dtype)
 
+    def numpy(self) -> np.ndarray:
+        """A copy of the data outside a trace; inside one, ``Tensor.numpy`` (a TraceError: no value yet)."""
+        if current_context() is not None:
+            return self.traced().numpy()
+        return self.data.copy()
+
     def __getattr__(self, name: str) -> Any:
         # Tensor methods and properties (.T, .reshape, .sum, ...) act on the traced value.
         if name.startswith("_") or not hasattr(Tensor, name):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if current_context() is None:
+            # Outside a trace there is no Tensor to forward to: an AttributeError (so hasattr / getattr
+            # with a default answer) that is also the TraceError explaining why.
+            kind = type(self).__name__
+            raise NoActiveTraceAttributeError(
+                f"{kind}.{name} is the traced Tensor's and needs an active trace: use it inside a function "
+                f"passed to needlec.trace or needlec.compile (outside one, np.asarray(...) or .numpy() give the data)")
         return getattr(self.traced(), name)
 
     def __repr__(self) -> str:
