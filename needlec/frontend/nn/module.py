@@ -155,7 +155,10 @@ class Module:
 
     Subclasses call ``super().__init__()`` first, then assign Parameters,
     Buffers and Modules as attributes; they are registered in assignment
-    order.
+    order. Called outside a trace on NumPy arrays, a Module runs eagerly:
+    traced at those inputs and evaluated by the reference interpreter,
+    returning NumPy arrays (slow; for checking a model, ``needlec.compile``
+    is the fast path).
     """
 
     # set by __init__ (through object.__setattr__, as __setattr__ needs them)
@@ -198,9 +201,61 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         context = current_context()
-        if context is not None:
-            context.note_module(self)
+        if context is None:
+            return self._call_eagerly(args, kwargs)
+        context.note_module(self)
         return self.forward(*args, **kwargs)
+
+    def _call_eagerly(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``model(x)`` outside a trace: trace ``forward`` once at these inputs, run the reference interpreter.
+
+        A convenience for checking a model: NumPy arrays in, NumPy arrays out
+        (a tuple/list when ``forward`` returns one), with the graph
+        interpreter's reference semantics and speed; ``needlec.compile`` is
+        the fast path. NumPy arrays among the positional arguments become the
+        graph's inputs; other arguments (Python scalars, flags, None) are
+        passed to ``forward`` as they are. In training mode the buffer
+        updates Modules propose (BatchNorm running statistics) are applied,
+        as PyTorch does. Tensors and Parameters cannot be inputs: TraceError.
+        """
+        from needlec.compiler.interpreter import evaluate  # lazily: the trace module imports this one
+        from needlec.frontend.trace import record
+
+        name = type(self).__name__
+        for i, arg in enumerate([*args, *kwargs.values()]):
+            if isinstance(arg, (Tensor, State)):
+                raise TraceError(f"calling {name} outside a trace with a {type(arg).__name__} (argument {i}): "
+                                 f"an eager call takes NumPy arrays (np.asarray(...) gives a Parameter's data); "
+                                 f"a Tensor exists only inside needlec.trace or needlec.compile")
+        for key, arg in kwargs.items():
+            if isinstance(arg, (np.ndarray, np.generic)):
+                raise TraceError(f"calling {name} outside a trace: pass array argument {key!r} positionally "
+                                 f"(keyword arguments of an eager call are static settings)")
+        positions = [i for i, arg in enumerate(args) if isinstance(arg, (np.ndarray, np.generic))]
+        returned: list[Any] = []
+
+        def run(*tensors: Tensor) -> Any:
+            call_args = list(args)
+            for i, tensor in zip(positions, tensors):
+                call_args[i] = tensor
+            result = self(*call_args, **kwargs)
+            returned.append(result)
+            return result
+
+        recording = record(run, *[args[i] for i in positions], names=[f"x{i}" for i in positions], module=self,
+                           track_state_updates=self.training)
+        graph = recording.graph
+        outputs = list(graph.outputs)
+        updates = recording.state_updates
+        if updates:
+            graph.set_outputs([*outputs, *(value for _, _, value in updates)])
+        results, _ = evaluate(graph, [np.asarray(args[i]) for i in positions])
+        for (_, state, _), array in zip(updates, results[len(outputs):]):
+            state.data = np.array(array, dtype=state.data.dtype, order="C")
+        results = results[:len(outputs)]
+        if isinstance(returned[0], (tuple, list)):
+            return type(returned[0])(results) if isinstance(returned[0], list) else tuple(results)
+        return results[0]
 
     def trace_key(self) -> Hashable:
         """This module's own settings that change what a trace records (the training flag by default).
