@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from needlec.abi import DEFAULT_PREFIX, check_prefix
 from needlec.build.header import c_header
 from needlec.compiler.codegen.cpu import signature_json
 from needlec.compiler.ir.graph import Graph
@@ -77,16 +78,20 @@ class Compiled:
         """Copies of every variable, by name."""
         return self._native.variables()
 
-    def export(self, path: str, header: str | None = None) -> str:
+    def export(self, path: str, header: str | None = None, name: str = DEFAULT_PREFIX) -> str:
         """Write a self-contained shared library (weights inside) to ``path``, optionally a C header.
 
+        ``name`` is the C symbol prefix (``<name>_run``, ``<name>_signature``, ...;
+        default ``needlec``): give models linked into one program different names.
         Variables start from their current values, so a stateful model (a
         training step) continues where this process left off.
         """
-        write_artifact(replace(self._result, program=self._with_current_state()), self.target, "so", path)
+        check_prefix(name)
+        write_artifact(replace(self._result, program=self._with_current_state()), self.target, "so", path,
+                       name=name)
         if header is not None:
             with open(header, "w") as f:
-                f.write(c_header(self.signature, os.path.basename(path)))
+                f.write(c_header(self.signature, os.path.basename(path), name))
         return path
 
     def _with_current_state(self) -> Program:

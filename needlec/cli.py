@@ -142,6 +142,7 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
 
 
 def _compile_cmd(args: argparse.Namespace) -> None:
+    from needlec.abi import DEFAULT_PREFIX, check_prefix
     from needlec.build.header import c_header
     from needlec.build.toolchain import output_path
     from needlec.compiler.codegen.cpu import signature_json
@@ -149,7 +150,10 @@ def _compile_cmd(args: argparse.Namespace) -> None:
     from needlec.runtime.signature import Signature
 
     target = _target(args)
+    check_prefix(args.name)
     if args.train:
+        if args.name != DEFAULT_PREFIX:
+            raise NeedlecError("--name applies to inference models; a --train step keeps the default prefix")
         _compile_training_cmd(args)
         return
     emit = args.emit or EMIT_BY_SUFFIX.get(os.path.splitext(args.output)[1], "so")
@@ -160,13 +164,13 @@ def _compile_cmd(args: argparse.Namespace) -> None:
             output_path(path)  # fail before compiling when a folder is missing
     progress = _progress(args, "always")
     result = run_pipeline(_load_model(args, progress), target, progress, **_options(args))
-    write_artifact(result, target, emit, args.output, progress.stage)
+    write_artifact(result, target, emit, args.output, progress.stage, name=args.name)
     header = None
     if emit in ("so", "obj"):
         header = args.header or os.path.splitext(args.output)[0] + ".h"
         with open(header, "w") as f:
             f.write(c_header(Signature.from_json(signature_json(result.program, target)),
-                             os.path.basename(args.output)))
+                             os.path.basename(args.output), args.name))
     if not args.quiet:
         also = f" and {header}" if header else ""
         print(f"wrote {args.output} ({emit}, {os.path.getsize(args.output)} bytes){also}", file=sys.stderr)
@@ -270,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for an executable; else so)")
     p.add_argument("--header", metavar="PATH",
                    help="where to write the C header of a shared library or object (default: OUTPUT with .h)")
+    p.add_argument("--name", default="needlec", metavar="PREFIX",
+                   help="C symbol prefix (PREFIX_run, PREFIX_run_checked, ...; header macros upper-cased) so that "
+                        "several models link into one program (default: needlec)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     train = p.add_argument_group("training step (--train): compile loss, gradients and optimizer update")
     train.add_argument("--train", action="store_true", help="compile one training step instead of inference")

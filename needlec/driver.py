@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from needlec.abi import DEFAULT_PREFIX, check_prefix
 from needlec.build.jit import jit_load
 from needlec.build.llvm import llvm_text
 from needlec.build.native import emit_object, export_executable, export_shared
@@ -160,17 +161,22 @@ def jit_compile(program: Program, target: Target, stage: Stage = no_stage) -> Na
 EMITS = ("so", "exe", "obj", "llvm", "ir", "loops")
 
 
-def write_artifact(result: PipelineResult, target: Target, emit: str, path: str, stage: Stage = no_stage) -> None:
-    """Write ``result`` to ``path`` as ``emit``: shared library, executable, object, LLVM IR, graph or loop IR."""
+def write_artifact(result: PipelineResult, target: Target, emit: str, path: str, stage: Stage = no_stage,
+                   name: str = DEFAULT_PREFIX) -> None:
+    """Write ``result`` to ``path`` as ``emit``: shared library, executable, object, LLVM IR, graph or loop IR.
+
+    ``name`` is the C symbol prefix of native artifacts (``<name>_run``, ...: ``needlec/abi.py``).
+    """
     if emit not in EMITS:
         raise NeedlecError(f"unknown output kind {emit!r}; expected one of {', '.join(EMITS)}")
+    check_prefix(name)
     if emit in ("ir", "loops"):
         text = print_graph(result.graph) if emit == "ir" else print_program(result.program)
         with open(path, "w") as f:
             f.write(text)
         return
     with stage("render"):
-        artifact: CpuArtifact = render(result.program, target)
+        artifact: CpuArtifact = render(result.program, target, name)
     if emit == "so":
         export_shared(artifact, path, stage)
     elif emit == "exe":

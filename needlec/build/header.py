@@ -1,8 +1,12 @@
 """C headers for needlec shared libraries: entry points plus every tensor's name, shape and dtype.
 
-``c_header(signature)`` renders the header of a library whose signature is
-``signature`` (inference models and training steps alike). A C program
-includes it, links the ``.so`` and sizes its buffers with the macros::
+``c_header(signature, library, prefix)`` renders the header of a library
+whose signature is ``signature`` (inference models and training steps alike)
+and whose symbols start with ``prefix`` (``needlec`` unless ``--name`` chose
+another; every per-model identifier below starts with it, macros with it
+upper-cased, so headers of models with different prefixes can be included
+together). A C program includes it, links the ``.so`` and sizes its buffers
+with the macros (default prefix)::
 
     #include "model.h"
     static float x[NEEDLEC_INPUT_X_SIZE];
@@ -18,6 +22,14 @@ name whose macros would repeat an earlier tensor's gets its slot appended. Table
 ``needlec_inputs`` / ``needlec_outputs`` / ``needlec_variables`` describe the
 same tensors at run time.
 
+The header's first comment gives the link command for the file actually
+written (``link_recipe``): ``-L. -lNAME`` for ``libNAME.so``, the path itself
+(``./model.so``) for any other name, ``model.o -lm`` for an object.
+
+The types shared by every model (``needlec_tensor``, ``needlec_tensor_info``,
+the ``NEEDLEC_DTYPE_*`` and status codes) are defined once under the include
+guard ``NEEDLEC_TYPES_DEFINED``.
+
 Libraries, objects and executables written by needlec also define the
 shape-checked entry ``needlec_run_checked`` (``build/checked.py``): it takes
 ``needlec_tensor`` descriptions (data, dtype code, rank, shape), validates
@@ -32,7 +44,7 @@ import re
 
 import numpy as np
 
-from needlec.abi import ENTRY, SIGNATURE, VARIABLE
+from needlec import abi
 from needlec.errors import ArtifactError
 from needlec.runtime.signature import Signature, TensorSpec
 
@@ -60,8 +72,8 @@ DTYPE_CODES = {"float32": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "in
                "float16": 10, "float64": 11, "uint32": 12, "uint64": 13, "bfloat16": 16, "float8_e4m3fn": 17,
                "float8_e4m3fnuz": 18, "float8_e5m2": 19, "float8_e5m2fnuz": 20, "uint4": 21, "int4": 22,
                "float4_e2m1fn": 23, "uint2": 25, "int2": 26}
-CHECKED_ENTRY = "needlec_run_checked"
-LAST_ERROR = "needlec_last_error"
+CHECKED_ENTRY = abi.run_checked()  # the default prefix's names
+LAST_ERROR = abi.last_error()
 
 _KINDS = (("input", "inputs"), ("output", "outputs"), ("variable", "variables"))
 _SUFFIXES = ("", "_RANK", "_SIZE", "_CTYPE", "_DTYPE", "_DTYPE_CODE")  # the macros defined for each tensor
@@ -107,12 +119,12 @@ def dtype_code(dtype: np.dtype) -> int:
         raise ArtifactError(f"dtype {np.dtype(dtype).name} has no C type") from None
 
 
-def _macro_names(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
-    """``NEEDLEC_<KIND>_<NAME>`` per spec; where it or a derived macro is taken, the slot is appended."""
+def _macro_names(specs: tuple[TensorSpec, ...], kind: str, macro: str = "NEEDLEC") -> list[str]:
+    """``<MACRO>_<KIND>_<NAME>`` per spec; where it or a derived macro is taken, the slot is appended."""
     names: list[str] = []
     taken: set[str] = set()
     for slot, spec in enumerate(specs):
-        name = f"NEEDLEC_{kind.upper()}_{c_identifier(spec.name)}"
+        name = f"{macro}_{kind.upper()}_{c_identifier(spec.name)}"
         while any(name + suffix in taken for suffix in _SUFFIXES):
             name = f"{name}_{slot}"
         names.append(name)
@@ -141,9 +153,9 @@ def _listing(signature: Signature) -> list[str]:
     return lines
 
 
-def _macros(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
+def _macros(specs: tuple[TensorSpec, ...], kind: str, prefix: str) -> list[str]:
     lines = []
-    for slot, (spec, macro) in enumerate(zip(specs, _macro_names(specs, kind))):
+    for slot, (spec, macro) in enumerate(zip(specs, _macro_names(specs, kind, abi.macro_prefix(prefix)))):
         lines += [f"/* {kind} {slot}: {_comment(spec.name)} {_describe(spec)} */",
                   f"#define {macro} {slot}",
                   f"#define {macro}_RANK {len(spec.shape)}",
@@ -155,18 +167,19 @@ def _macros(specs: tuple[TensorSpec, ...], kind: str) -> list[str]:
     return lines
 
 
-def _table(specs: tuple[TensorSpec, ...], kind: str, plural: str) -> list[str]:
-    """Shape arrays and one ``needlec_tensor_info`` table for ``specs`` (nothing when there are none)."""
+def _table(specs: tuple[TensorSpec, ...], kind: str, plural: str, prefix: str) -> list[str]:
+    """Shape arrays and one ``needlec_tensor_info`` table ``<prefix>_<plural>`` for ``specs`` (nothing when none)."""
     if not specs:
         return []
     lines = []
     for slot, spec in enumerate(specs):
         if spec.shape:
-            lines.append(f"static const int64_t needlec_{kind}{slot}_shape[{len(spec.shape)}] = "
+            lines.append(f"static const int64_t {prefix}_{kind}{slot}_shape[{len(spec.shape)}] = "
                          f"{{{', '.join(map(str, spec.shape))}}};")
-    lines.append(f"static const needlec_tensor_info needlec_{plural}[NEEDLEC_NUM_{plural.upper()}] = {{")
+    count = f"{abi.macro_prefix(prefix)}_NUM_{plural.upper()}"
+    lines.append(f"static const needlec_tensor_info {prefix}_{plural}[{count}] = {{")
     for slot, spec in enumerate(specs):
-        shape = f"needlec_{kind}{slot}_shape" if spec.shape else "NULL"
+        shape = f"{prefix}_{kind}{slot}_shape" if spec.shape else "NULL"
         lines.append(f"    {{{_c_string(spec.name)}, {_c_string(np.dtype(spec.dtype).name)}, "
                      f"{np.dtype(spec.dtype).itemsize}, {len(spec.shape)}, {shape}, "
                      f"{_size(spec)}, {dtype_code(spec.dtype)}}},")
@@ -179,7 +192,7 @@ _TYPES = [
     "/* Element type codes (ONNX TensorProto.DataType values). */",
     *[f"#define NEEDLEC_DTYPE_{name.upper()} {code}" for name, code in DTYPE_CODES.items()],
     "",
-    f"/* Status codes of {CHECKED_ENTRY}. */",
+    "/* Status codes of <prefix>_run_checked. */",
     "#define NEEDLEC_OK 0",
     "#define NEEDLEC_ERROR_INVALID_ARGUMENT 1",
     "#define NEEDLEC_ERROR_RUN 2",
@@ -196,7 +209,7 @@ _TYPES = [
     "    int32_t dtype_code;",
     "} needlec_tensor_info;",
     "",
-    f"/* A caller's tensor for {CHECKED_ENTRY}: contiguous row-major data, a NEEDLEC_DTYPE_* code,",
+    "/* A caller's tensor for <prefix>_run_checked: contiguous row-major data, a NEEDLEC_DTYPE_* code,",
     " * and rank extents in shape (which may be NULL when rank is 0). */",
     "typedef struct needlec_tensor {",
     "    void *data;",
@@ -209,42 +222,64 @@ _TYPES = [
 ]
 
 
-def c_header(signature: Signature, library: str | None = None) -> str:
-    """The C header text for a needlec shared library with ``signature`` (``library``: its file name)."""
-    guard = f"NEEDLEC_{c_identifier(signature.name)}_H"
+def link_recipe(library: str) -> str:
+    """The command that links ``main.c`` with the file ``library`` (a base name) in the current folder.
+
+    ``libNAME.so`` -> ``-L. -lNAME``; any other ``.so`` name is given as a path
+    (``./model.so``); both run from anywhere through ``-Wl,-rpath,'$ORIGIN'``
+    when the program sits next to the library, which is named by its SONAME.
+    An object file (``.o``) is linked in with ``-lm``.
+    """
+    if library.endswith(".o"):
+        return f"cc main.c {library} -lm"
+    stem = library[3:-3] if library.startswith("lib") and library.endswith(".so") else ""
+    if stem and re.fullmatch(r"[A-Za-z0-9_.+-]+", stem):
+        return f"cc main.c -L. -l{stem} -Wl,-rpath,'$ORIGIN'"
+    return f"cc main.c ./{library} -Wl,-rpath,'$ORIGIN'"
+
+
+def c_header(signature: Signature, library: str | None = None, prefix: str = abi.DEFAULT_PREFIX) -> str:
+    """The C header text for a needlec shared library with ``signature`` (``library``: its file name) whose
+    symbols start with ``prefix``."""
+    abi.check_prefix(prefix)
+    p, m = prefix, abi.macro_prefix(prefix)
+    entry, checked, last_error = abi.entry(p), abi.run_checked(p), abi.last_error(p)
+    guard = f"{m}_{c_identifier(signature.name)}_H"
     lib = library or f"lib{signature.name}.so"
+    indent = " " * len(f"int32_t {checked}(")
     lines = [
         f"/* C interface of the needlec library {_comment(signature.name)} ({_comment(lib)});"
         f" generated by needlec, do not edit.",
         " *",
-        " * Link with the library, e.g. `cc main.c -L. -lNAME -Wl,-rpath,'$ORIGIN'` for libNAME.so (or with",
-        " * the object file from `needlec compile --emit obj`: `cc main.c model.o -lm`), and call:",
+        " * Link with it from the folder that holds it (the program then runs from that folder too):",
+        f" *   {_comment(link_recipe(lib))}",
+        " * and call (the object file from `needlec compile --emit obj` links as `cc main.c model.o -lm`):",
         " *",
-        f" *   int32_t {ENTRY}(void **inputs, void **outputs);",
+        f" *   int32_t {entry}(void **inputs, void **outputs);",
         " *       Runs the compiled graph once. inputs[i] and outputs[i] point to caller-owned, contiguous,",
-        " *       row-major buffers of NEEDLEC_<KIND>_<NAME>_SIZE elements of NEEDLEC_<KIND>_<NAME>_CTYPE,",
-        " *       in slot order (NEEDLEC_<KIND>_<NAME> is the slot). Returns 0 on success. Nothing is",
+        f" *       row-major buffers of {m}_<KIND>_<NAME>_SIZE elements of {m}_<KIND>_<NAME>_CTYPE,",
+        f" *       in slot order ({m}_<KIND>_<NAME> is the slot). Returns 0 on success. Nothing is",
         " *       checked: the buffers must have exactly these sizes. Calls share one static work area:",
         " *       never run two calls at the same time.",
-        f" *   int32_t {CHECKED_ENTRY}(const needlec_tensor *inputs, int32_t num_inputs,",
-        " *                               const needlec_tensor *outputs, int32_t num_outputs);",
-        f" *       Like {ENTRY}, but first checks the counts and each tensor's dtype code (NEEDLEC_DTYPE_*),",
+        f" *   int32_t {checked}(const needlec_tensor *inputs, int32_t num_inputs,",
+        f" *   {indent}const needlec_tensor *outputs, int32_t num_outputs);",
+        f" *       Like {entry}, but first checks the counts and each tensor's dtype code (NEEDLEC_DTYPE_*),",
         " *       rank, shape and data pointer against the signature. Returns NEEDLEC_OK (0), or",
         " *       NEEDLEC_ERROR_INVALID_ARGUMENT (nothing ran), NEEDLEC_ERROR_UNSUPPORTED_CPU (this CPU lacks",
         " *       features the code needs; nothing ran) or NEEDLEC_ERROR_RUN, with a one-line message",
-        f" *       from {LAST_ERROR}().",
-        f" *   const char *{LAST_ERROR}(void);",
-        f" *       The message of the last failed {CHECKED_ENTRY} call (\"\" after a success); static storage.",
-        f" *   const char *{SIGNATURE}(void);",
+        f" *       from {last_error}().",
+        f" *   const char *{last_error}(void);",
+        f" *       The message of the last failed {checked} call (\"\" after a success); static storage.",
+        f" *   const char *{abi.signature(p)}(void);",
         " *       The inputs, outputs and variables (name, shape, dtype) as JSON.",
-        f" *   void *{VARIABLE}(int32_t i);",
-        " *       The storage of variable i (NEEDLEC_VARIABLE_<NAME>), or NULL when i is out of range.",
+        f" *   void *{abi.variable(p)}(int32_t i);",
+        f" *       The storage of variable i ({m}_VARIABLE_<NAME>), or NULL when i is out of range.",
         " *       Variables are state kept from call to call (such as trained parameters and optimizer",
         " *       state); read or overwrite them between calls.",
         " *",
         " * <NAME> is the tensor's name upper-cased with characters other than letters and digits",
         " * replaced by '_' (the slot is appended where two names would collide). The tables",
-        " * needlec_inputs, needlec_outputs and needlec_variables give the same facts at run time.",
+        f" * {p}_inputs, {p}_outputs and {p}_variables give the same facts at run time.",
         " *",
         *_listing(signature),
         " */",
@@ -259,23 +294,23 @@ def c_header(signature: Signature, library: str | None = None) -> str:
         "#endif",
         "",
         *_TYPES,
-        f"int32_t {ENTRY}(void **inputs, void **outputs);",
-        f"int32_t {CHECKED_ENTRY}(const needlec_tensor *inputs, int32_t num_inputs,",
-        "                            const needlec_tensor *outputs, int32_t num_outputs);",
-        f"const char *{LAST_ERROR}(void);",
-        f"const char *{SIGNATURE}(void);",
-        f"void *{VARIABLE}(int32_t i);",
+        f"int32_t {entry}(void **inputs, void **outputs);",
+        f"int32_t {checked}(const needlec_tensor *inputs, int32_t num_inputs,",
+        f"{indent}const needlec_tensor *outputs, int32_t num_outputs);",
+        f"const char *{last_error}(void);",
+        f"const char *{abi.signature(p)}(void);",
+        f"void *{abi.variable(p)}(int32_t i);",
         "",
-        f"#define NEEDLEC_MODEL_NAME {_c_string(signature.name)}",
-        f"#define NEEDLEC_NUM_INPUTS {len(signature.inputs)}",
-        f"#define NEEDLEC_NUM_OUTPUTS {len(signature.outputs)}",
-        f"#define NEEDLEC_NUM_VARIABLES {len(signature.variables)}",
+        f"#define {m}_MODEL_NAME {_c_string(signature.name)}",
+        f"#define {m}_NUM_INPUTS {len(signature.inputs)}",
+        f"#define {m}_NUM_OUTPUTS {len(signature.outputs)}",
+        f"#define {m}_NUM_VARIABLES {len(signature.variables)}",
         "",
     ]
     for kind, plural in _KINDS:
-        lines += _macros(getattr(signature, plural), kind)
+        lines += _macros(getattr(signature, plural), kind, p)
     for kind, plural in _KINDS:
-        lines += _table(getattr(signature, plural), kind, plural)
+        lines += _table(getattr(signature, plural), kind, plural, p)
     lines += [
         "#ifdef __cplusplus",
         "}",

@@ -12,7 +12,7 @@ import ctypes
 import llvmlite.binding as llvm
 import numpy as np
 
-from needlec.abi import ENTRY, SIGNATURE, VARIABLE
+from needlec import abi
 from needlec.build.llvm import optimized_module
 from needlec.compiler.codegen.cpu import CpuArtifact
 from needlec.compiler.pipeline import Stage, no_stage
@@ -47,8 +47,9 @@ def jit_load(artifact: CpuArtifact, stage: Stage = no_stage) -> NativeModel:
             engine.add_global_mapping(module.get_global_variable(external.symbol), buffer.ctypes.data)
             buffers.append(buffer)
         engine.finalize_object()
-    entry = EntryFn(engine.get_function_address(ENTRY))
-    sig_fn = ctypes.CFUNCTYPE(ctypes.c_char_p)(engine.get_function_address(SIGNATURE))
+    prefix = artifact.symbol_prefix
+    entry = EntryFn(engine.get_function_address(abi.entry(prefix)))
+    sig_fn = ctypes.CFUNCTYPE(ctypes.c_char_p)(engine.get_function_address(abi.signature(prefix)))
     signature = Signature.from_json(sig_fn().decode())
-    variable = VariableFn(engine.get_function_address(VARIABLE))
+    variable = VariableFn(engine.get_function_address(abi.variable(prefix)))
     return NativeModel(signature, entry, variable, keepalive=(engine, module, buffers))

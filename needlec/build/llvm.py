@@ -14,7 +14,10 @@ def optimized_module(artifact: CpuArtifact, pic: bool,
     """Parse, verify and O3-optimise ``artifact`` for its CPU; the module and the target machine it was made for.
 
     External data is declared with hidden visibility: a shared library
-    resolves it inside itself (PC-relative, no GOT entry, not exported).
+    resolves it inside itself (PC-relative, no GOT entry, not exported). The
+    compiler-runtime helpers the module defines (``__extendhfsf2`` and the
+    like, ``codegen/half_libcalls.py``) become hidden ``weak_odr``: never
+    exported, and two models' objects link into one program without clashing.
     ``stage(name)`` wraps each step (progress reporting).
     """
     machine = target_machine(artifact.target.cpu, pic)
@@ -25,6 +28,10 @@ def optimized_module(artifact: CpuArtifact, pic: bool,
             module.data_layout = str(machine.target_data)
             for external in artifact.external_data:
                 module.get_global_variable(external.symbol).visibility = "hidden"
+            for fn in module.functions:
+                if fn.name.startswith("__") and not fn.is_declaration and fn.linkage.name == "external":
+                    fn.linkage = "weak_odr"
+                    fn.visibility = "hidden"
             module.verify()
         except RuntimeError as exc:
             raise CodegenError(f"LLVM rejected the module for {artifact.name}: {exc}") from None

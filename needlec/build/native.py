@@ -6,10 +6,14 @@ by ``_build_objects``:
 * the model: LLVM's position-independent object code for the artifact's
   module (``build/llvm.py``), whose external data is only declared;
 * the data object holding that external data (``build/data_object.py``);
-* the shape-checked C entry ``needlec_run_checked`` (``build/checked.py``),
+* the shape-checked C entry ``<prefix>_run_checked`` (``build/checked.py``),
   compiled against the model's generated header.
 
-``export_shared`` links them into a self-contained ``.so`` (weights inside);
+Every exported symbol starts with the artifact's ``symbol_prefix``
+(``needlec/abi.py``).
+
+``export_shared`` links them into a self-contained ``.so`` (weights inside)
+whose SONAME is the file's base name;
 ``emit_object`` merges them into one relocatable object (``ld -r``) that a C
 program links with ``-lm``; ``export_executable`` links them with a
 generated ``main`` (``build/executable.py``). Loading a library is the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from needlec import abi
 from needlec.build.checked import HEADER_NAME, checked_entry_c
 from needlec.build.data_object import assemble_data_object
 from needlec.build.executable import main_source
@@ -48,21 +53,22 @@ def _build_objects(artifact: CpuArtifact, directory: str, stage: Stage) -> list[
     with stage("checked entry"):
         signature = Signature.from_json(artifact.signature)
         with open(os.path.join(directory, HEADER_NAME), "w") as f:
-            f.write(c_header(signature))
+            f.write(c_header(signature, prefix=artifact.symbol_prefix))
         with open(os.path.join(directory, "checked.c"), "w") as f:
-            f.write(checked_entry_c(signature))
-        run_cc([*C_FLAGS, "-c", "checked.c", "-o", "checked.o"], "compiling needlec_run_checked", cwd=directory)
+            f.write(checked_entry_c(signature, artifact.symbol_prefix))
+        run_cc([*C_FLAGS, "-c", "checked.c", "-o", "checked.o"],
+               f"compiling {abi.run_checked(artifact.symbol_prefix)}", cwd=directory)
     objects.append(os.path.join(directory, "checked.o"))
     return objects
 
 
 def export_shared(artifact: CpuArtifact, path: str, stage: Stage = no_stage) -> None:
-    """Write ``artifact`` as a self-contained shared library (weights inside) at ``path``."""
+    """Write ``artifact`` as a self-contained shared library (weights inside) at ``path``, SONAME its base name."""
     out = output_path(path)
     with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
         objects = _build_objects(artifact, tmp, stage)
         with stage(f"link {os.path.basename(path)}"):
-            run_cc(["-shared", "-o", out, *objects, "-lm"], f"linking {path}")
+            run_cc(["-shared", f"-Wl,-soname,{os.path.basename(out)}", "-o", out, *objects, "-lm"], f"linking {path}")
 
 
 def emit_object(artifact: CpuArtifact, stage: Stage = no_stage) -> bytes:
@@ -83,5 +89,5 @@ def export_executable(artifact: CpuArtifact, path: str, stage: Stage = no_stage)
         objects = _build_objects(artifact, tmp, stage)
         with stage(f"link {os.path.basename(path)}"):
             with open(os.path.join(tmp, "main.c"), "w") as f:
-                f.write(main_source(Signature.from_json(artifact.signature)))
+                f.write(main_source(Signature.from_json(artifact.signature), artifact.symbol_prefix))
             run_cc([*C_FLAGS, "-o", out, "main.c", *objects, "-lm"], f"linking {path}", cwd=tmp)

@@ -4,7 +4,8 @@ The module holds every kernel (internal functions), small weights as private
 constants, small variables (persistent state such as trained parameters) as
 private mutable globals initialised with their first value, a static arena
 for intermediates and the three exported symbols of ``needlec/abi.py``
-(``needlec_run``, ``needlec_signature``, ``needlec_variable``).
+(``<prefix>_run``, ``<prefix>_signature``, ``<prefix>_variable``; the prefix
+is the artifact's ``symbol_prefix``, ``needlec`` by default).
 
 Constants and variables over ``INLINE_LIMIT`` bytes are *external data*: the
 module only declares them (``external hidden`` globals named by
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 import numpy as np
 
-from needlec.abi import ENTRY, SIGNATURE, VARIABLE
+from needlec import abi
 from needlec.compiler.codegen.half_libcalls import define_half_libcalls
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
 from needlec.compiler.loops.ir import Program
@@ -55,14 +56,15 @@ class ExternalData:
         return int(self.data.nbytes)
 
 
-def external_data(program: Program, alignment: int) -> list[ExternalData]:
-    """The constants and variables of ``program`` larger than ``INLINE_LIMIT`` bytes, with their symbols."""
+def external_data(program: Program, alignment: int, prefix: str = abi.DEFAULT_PREFIX) -> list[ExternalData]:
+    """The constants and variables of ``program`` larger than ``INLINE_LIMIT`` bytes, with their symbols
+    (``<prefix>_data_<i>``)."""
     found: list[ExternalData] = []
     for name, data in program.constants.items():
         array = np.ascontiguousarray(data)
         if array.nbytes > INLINE_LIMIT:
             writable = program.storage[name].kind == "variable"
-            found.append(ExternalData(f"needlec_data_{len(found)}", name, array, writable, alignment))
+            found.append(ExternalData(abi.data_symbol(prefix, len(found)), name, array, writable, alignment))
     return found
 
 
@@ -71,7 +73,8 @@ class CpuArtifact:
     """What the CPU backend renders for one program: LLVM IR text, its signature JSON and its external data.
 
     ``llvm_ir`` is unoptimised and has no triple or data layout: the build
-    step sets both from ``target`` and optimises it.
+    step sets both from ``target`` and optimises it. ``symbol_prefix`` starts
+    every exported symbol's name (``needlec/abi.py``).
     """
 
     name: str
@@ -79,16 +82,18 @@ class CpuArtifact:
     signature: str
     external_data: tuple[ExternalData, ...]
     target: Target
+    symbol_prefix: str = abi.DEFAULT_PREFIX
 
 
-def render(program: Program, target: Target) -> CpuArtifact:
-    """Render ``program`` for the CPU ``target`` as a ``CpuArtifact``."""
-    return CpuArtifact(program.name, str(emit_module(program, target)), signature_json(program, target),
-                       tuple(external_data(program, target.alignment)), target)
+def render(program: Program, target: Target, prefix: str = abi.DEFAULT_PREFIX) -> CpuArtifact:
+    """Render ``program`` for the CPU ``target`` as a ``CpuArtifact`` whose symbols start with ``prefix``."""
+    abi.check_prefix(prefix)
+    return CpuArtifact(program.name, str(emit_module(program, target, prefix)), signature_json(program, target),
+                       tuple(external_data(program, target.alignment, prefix)), target, prefix)
 
 
 def signature_json(program: Program, target: Target) -> str:
-    """The JSON text ``needlec_signature`` returns, with the CPU features the code may use."""
+    """The JSON text ``<prefix>_signature`` returns, with the CPU features the code may use."""
     def entries(items: list) -> list[dict]:
         return [{"name": n, "shape": list(s), "dtype": d.np.name} for n, s, d in items]
 
@@ -107,12 +112,12 @@ def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool, alig
     return var
 
 
-def emit_module(program: Program, target: Target) -> ir.Module:
-    """Render ``program`` as an LLVM IR module for ``target``."""
+def emit_module(program: Program, target: Target, prefix: str = abi.DEFAULT_PREFIX) -> ir.Module:
+    """Render ``program`` as an LLVM IR module for ``target`` whose exported symbols start with ``prefix``."""
     module = ir.Module(name=llvm_name(program.name))
     align = target.alignment
     pointers: dict[str, ir.Value] = {}
-    for external in external_data(program, align):
+    for external in external_data(program, align, prefix):
         ty = ir.ArrayType(I8, external.nbytes)
         var = ir.GlobalVariable(module, ty, name=external.symbol)  # no initializer: a declaration
         var.global_constant = not external.writable
@@ -122,8 +127,8 @@ def emit_module(program: Program, target: Target) -> ir.Module:
         if name in pointers:
             continue
         constant = program.storage[name].kind == "constant"
-        prefix = "const" if constant else "var"
-        pointers[name] = _byte_global(module, f"{prefix}.{i}.{llvm_name(name)}", np.ascontiguousarray(data).tobytes(),
+        kind = "const" if constant else "var"
+        pointers[name] = _byte_global(module, f"{kind}.{i}.{llvm_name(name)}", np.ascontiguousarray(data).tobytes(),
                                       constant, align)
     arena = None
     if program.arena_size:
@@ -138,7 +143,7 @@ def emit_module(program: Program, target: Target) -> ir.Module:
     for fn in kernels:  # why: inlining every kernel into the entry makes O3 superlinear (17 s -> 3 s measured)
         fn.attributes.add("noinline")
 
-    entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=ENTRY)
+    entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=abi.entry(prefix))
     inputs, outputs = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     for name, where in program.storage.items():
@@ -156,15 +161,16 @@ def emit_module(program: Program, target: Target) -> ir.Module:
 
     text = signature_json(program, target).encode() + b"\0"
     sig = _byte_global(module, "signature.text", text, True, 1)
-    getter = ir.Function(module, ir.FunctionType(PTR, []), name=SIGNATURE)
+    getter = ir.Function(module, ir.FunctionType(PTR, []), name=abi.signature(prefix))
     ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
-    _emit_variable_accessor(module, [pointers[n] for n, where in program.storage.items() if where.kind == "variable"])
+    variables = [pointers[n] for n, where in program.storage.items() if where.kind == "variable"]
+    _emit_variable_accessor(module, prefix, variables)
     return module
 
 
-def _emit_variable_accessor(module: ir.Module, variables: list[ir.Value]) -> None:
-    """``needlec_variable(i)``: a switch over the variables' globals, NULL when out of range."""
-    fn = ir.Function(module, ir.FunctionType(PTR, [I32]), name=VARIABLE)
+def _emit_variable_accessor(module: ir.Module, prefix: str, variables: list[ir.Value]) -> None:
+    """``<prefix>_variable(i)``: a switch over the variables' globals, NULL when out of range."""
+    fn = ir.Function(module, ir.FunctionType(PTR, [I32]), name=abi.variable(prefix))
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     null = fn.append_basic_block("null")
     switch = b.switch(fn.args[0], null)
