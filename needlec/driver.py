@@ -43,6 +43,7 @@ from needlec.frontend.onnx import from_onnx
 from needlec.frontend.trace import trace
 from needlec.progress import Progress
 from needlec.runtime.native import NativeModel
+from needlec.torch_bridge import from_torch, is_torch_module
 
 MODEL_SUFFIXES = (".onnx", ".py", ".nir")
 
@@ -131,6 +132,8 @@ def to_graph(model: Any, example_inputs: Sequence[Any] | None = None,
         raise NeedlecError(f"input_shapes apply to ONNX models only, not to a {type(model).__name__}")
     if isinstance(model, Graph):
         return model
+    if is_torch_module(model):
+        return from_torch(model, example_inputs)
     if callable(model):
         if example_inputs is None:
             raise NeedlecError("compiling a Python function or Module needs example_inputs")
