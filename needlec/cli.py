@@ -11,6 +11,7 @@ exits 1; ``--debug`` shows the traceback. Internal errors exit 2.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import traceback
@@ -37,7 +38,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--print-after", action="append", default=[], metavar="PASS", choices=PASS_NAMES,
                    help="print the IR after PASS (repeatable)")
-    p.add_argument("--dump-dir", metavar="DIR", help="also write each printed IR to DIR/NN-pass.txt")
+    p.add_argument("--dump-dir", metavar="DIR",
+                   help="write the IR after each printed pass to DIR/NN-pass.txt; alone, after every pass "
+                        "(to DIR only)")
     p.add_argument("--check-numerics", action="store_true",
                    help="compare every graph pass's result with the reference interpreter")
     p.add_argument("--no-verify", action="store_true", help="skip the verifier between passes")
@@ -45,7 +48,7 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def _target_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="cpu", help="backend to compile for: cpu (default)")
+    p.add_argument("--target", default="cpu", help="backend to compile for")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -58,7 +61,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "steps are capped at ELEMENTS / 2048")
     _target_arg(p)
     p.add_argument("--cpu", default="host", metavar="NAME",
-                   help="CPU to generate code for: host (default), a baseline x86-64, x86-64-v2, x86-64-v3, "
+                   help="CPU to generate code for: host, a baseline x86-64, x86-64-v2, x86-64-v3, "
                         "x86-64-v4 (portable artifacts), or a CPU name such as skylake")
 
 
@@ -100,10 +103,22 @@ def _progress(args: argparse.Namespace, mode: str) -> Progress:
     return Progress("never" if args.quiet else mode)
 
 
+class _DumpOnly(io.StringIO):
+    """Standard output without the printed IR: ``--dump-dir`` without a print flag dumps every pass to DIR only
+    (the pipeline writes each pass's IR in one call that starts with its banner)."""
+
+    def write(self, s: str) -> int:
+        if not s.startswith("// ----- IR after "):
+            sys.stdout.write(s)
+        return len(s)
+
+
 def _options(args: argparse.Namespace) -> dict:
-    return {"print_after": frozenset(args.print_after), "print_after_all": args.print_after_all,
+    dump_only = bool(args.dump_dir) and not (args.print_after_all or args.print_after)
+    return {"print_after": frozenset(args.print_after), "print_after_all": args.print_after_all or dump_only,
             "dump_dir": args.dump_dir, "check_numerics": args.check_numerics,
-            "verify_each": not args.no_verify, "timing": args.timing, "stream": sys.stdout}
+            "verify_each": not args.no_verify, "timing": args.timing,
+            "stream": _DumpOnly() if dump_only else sys.stdout}
 
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
@@ -200,25 +215,90 @@ def _ir_cmd(args: argparse.Namespace) -> None:
         print(f"// ----- LLVM IR (optimised) -----\n{text}")
 
 
-def _parse_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
+def _input_files(names: Sequence[str], named: Sequence[str], items: Sequence[str]) -> dict[str, str]:
+    """The file of each input from ``--input NAME=FILE`` (``named``) and positional ``NAME=FILE`` or ``FILE``
+    items (the next input in order), with the messages of the executables' ``main`` (build/executable.py)."""
+    def slot(item: str) -> str | None:  # the input named by the item's NAME= prefix, the longest match
+        found = [n for n in names if item.startswith(n + "=")]
+        return max(found, key=len) if found else None
+
+    files: dict[str, str] = {}
+    positional = 0
+    for item, is_named in [(i, True) for i in named] + [(i, False) for i in items]:
+        name, path = slot(item), item
+        if name is not None:
+            path = item[len(name) + 1:]
+        elif is_named:
+            raise NeedlecError(f"--input expects NAME=FILE.npy with NAME an input of the model (see --help), "
+                               f"found '{item}'")
+        else:
+            if positional >= len(names):
+                raise NeedlecError(f"expected {len(names)} input(s), found more: {item}")
+            name = names[positional]
+            positional += 1
+        if name in files:
+            raise NeedlecError(f"input '{name}' given twice")
+        files[name] = path
+    return files
+
+
+def _read_inputs(names: Sequence[str], files: dict[str, str]) -> dict[str, np.ndarray]:
     inputs: dict[str, np.ndarray] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise NeedlecError(f"--input expects NAME=FILE.npy, found {item!r}")
+    for name in names:
+        if name not in files:
+            raise NeedlecError(f"missing input '{name}' (give {name}=FILE.npy; see --help)")
         try:
-            inputs[name] = np.load(path, allow_pickle=False)
+            inputs[name] = np.load(files[name], allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise NeedlecError(f"cannot read input {name} from {path}: {exc}") from None
+            raise NeedlecError(f"cannot read input {name} from {files[name]}: {exc}") from None
     return inputs
 
 
+def _random_inputs(specs: Sequence[Any], seed: int) -> dict[str, np.ndarray]:
+    """Seeded random data of each input's shape and dtype: floats in [-1, 1), integers in [0, 10), booleans."""
+    rng = np.random.default_rng(seed)
+    inputs: dict[str, np.ndarray] = {}
+    for spec in specs:
+        dtype = np.dtype(spec.dtype)
+        if dtype == np.bool_:
+            value = rng.random(spec.shape) < 0.5
+        elif np.issubdtype(dtype, np.integer):
+            value = rng.integers(0, 10, spec.shape).astype(dtype)
+        else:
+            value = rng.uniform(-1, 1, spec.shape).astype(dtype)
+        inputs[spec.name] = np.asarray(value)
+    return inputs
+
+
+def _onnx_shapes_from_files(model: str, named: Sequence[str], items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Without ``--input-shape``: each ONNX input's shape from the ``.npy`` file given for it (read from the
+    file's header), so dynamic dimensions take the data's extents."""
+    import onnx
+
+    graph = onnx.load(model, load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    names = [v.name for v in graph.input if v.name not in initializers]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, path in _input_files(names, named, items).items():
+        try:
+            shapes[name] = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+        except (OSError, ValueError) as exc:
+            raise NeedlecError(f"cannot read input {name} from {path}: {exc}") from None
+    return shapes
+
+
 def _run_cmd(args: argparse.Namespace) -> None:
+    import time
+
     import needlec
     from needlec.build.executable import output_file_names
-    from needlec.driver import jit_compile, run_pipeline
+    from needlec.driver import _run_python_model, jit_compile, load_model_file, run_pipeline, to_graph
 
-    inputs = _parse_inputs(args.input)
+    if args.repeat < 1:
+        raise NeedlecError(f"--repeat expects a positive count, found {args.repeat}")
+    if args.random_inputs and (args.input or args.inputs):
+        raise NeedlecError("--random-inputs replaces the input files; give one or the other")
+    example: dict[str, np.ndarray] | None = None
     if args.model.endswith(".so"):
         if args.input_shape:
             raise NeedlecError("--input-shape applies to model files; a compiled library has fixed shapes")
@@ -228,9 +308,37 @@ def _run_cmd(args: argparse.Namespace) -> None:
     else:
         progress = _progress(args, "auto")
         target = _target(args)
-        result = run_pipeline(_load_model(args, progress), target, progress)
+        with progress.stage(f"import {os.path.basename(args.model)}"):
+            if args.model.endswith(".py") and os.path.isfile(args.model):
+                model, example_inputs = _run_python_model(args.model)
+                graph = to_graph(model, example_inputs)
+                graph.name = os.path.splitext(os.path.basename(args.model))[0]
+                example = {v.name: x for v, x in zip(graph.inputs, example_inputs)}
+            else:
+                shapes = _input_shapes(args.input_shape)
+                if shapes is None and args.model.endswith(".onnx") and os.path.isfile(args.model) and (
+                        args.input or args.inputs):
+                    shapes = _onnx_shapes_from_files(args.model, args.input, args.inputs) or None
+                graph = load_model_file(args.model, shapes, args.size_budget)
+        result = run_pipeline(graph, target, progress)
         runner = jit_compile(result.program, target, progress.stage)
+    specs = runner.signature.inputs
+    names = [spec.name for spec in specs]
+    if args.random_inputs:
+        inputs = _random_inputs(specs, args.seed)
+    elif example is not None and not (args.input or args.inputs):
+        inputs = example  # a Python model file's own example_inputs
+    else:
+        inputs = _read_inputs(names, _input_files(names, args.input, args.inputs))
     outputs = runner(**inputs)
+    if args.repeat > 1:
+        times = []
+        for _ in range(args.repeat):
+            begin = time.perf_counter()
+            runner(**inputs)
+            times.append((time.perf_counter() - begin) * 1000)
+        lo, p50, p90, hi = np.percentile(times, [0, 50, 90, 100])
+        print(f"latency over {args.repeat} runs (ms): min {lo:.3f}  p50 {p50:.3f}  p90 {p90:.3f}  max {hi:.3f}")
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -261,14 +369,41 @@ def _ops_cmd(args: argparse.Namespace) -> None:
         print(f"{name:<16}({arity}) {'{' + attrs + '} ' if attrs else ''}{'[view] ' if op.is_view else ''}{op.doc}")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it says something (not for flags, unset or empty defaults)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _debug_arg(p: argparse.ArgumentParser) -> None:
+    """``--debug`` after the subcommand too (SUPPRESS keeps the top-level value when it is absent)."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="needlec", description="Compile ML models to native code.")
+    from needlec import __version__
+
+    parser = argparse.ArgumentParser(prog="needlec", description="Compile ML models to native code.",
+                                     allow_abbrev=False, formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"needlec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compile", help="compile a model to a shared library, executable, object, LLVM IR or IR")
+    def add(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", allow_abbrev=False,
+                            formatter_class=_HelpFormatter)
+        _debug_arg(sp)
+        sp.set_defaults(func=func, subparser=sp)
+        return sp
+
+    p = add("compile", "compile a model to a shared library, executable, object, LLVM IR or IR", _compile_cmd)
     _model_args(p)
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, metavar="PATH",
+                   help="the file to write; its suffix picks the artifact kind unless --emit is given")
     p.add_argument("--emit", choices=EMITS,
                    help="artifact kind (default from the output suffix: .so, .o, .ll, .nir, .loops, none or .exe "
                         "for an executable; else so)")
@@ -280,39 +415,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     train = p.add_argument_group("training step (--train): compile loss, gradients and optimizer update")
     train.add_argument("--train", action="store_true", help="compile one training step instead of inference")
-    train.add_argument("--loss", choices=LOSSES, default="cross_entropy")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--loss", choices=LOSSES, default="cross_entropy",
+                       help="the loss between the model's output and the labels")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="the parameter update rule")
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     train.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay of the optimizer")
     _pipeline_args(p)
-    p.set_defaults(func=_compile_cmd)
 
-    p = sub.add_parser("ir", help="print a model's IR at every stage")
+    p = add("ir", "print a model's IR at every stage", _ir_cmd)
     _model_args(p)
-    p.add_argument("--stage", choices=("all", "input", "graph", "loops", "llvm"), default="all")
+    p.add_argument("--stage", choices=("all", "input", "graph", "loops", "llvm"), default="all",
+                   help="which IR to print: the input graph, the graph after the graph passes, the loop IR, "
+                        "the optimised LLVM IR, or all of them")
     p.add_argument("--full-constants", action="store_true", help="print every constant in full")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     _pipeline_args(p)
-    p.set_defaults(func=_ir_cmd)
 
-    p = sub.add_parser("run", help="run a compiled .so or a model file on .npy inputs")
+    p = add("run", "run a compiled .so or a model file on .npy inputs", _run_cmd)
     _model_args(p)
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="NAME=FILE.npy, or FILE.npy for the inputs in order (as the executables take them)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="the named input's data (repeatable)")
+    p.add_argument("--random-inputs", action="store_true",
+                   help="run on seeded random data of each input's shape and dtype instead of files")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-inputs")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="time N calls and print the latency percentiles (min, p50, p90, max)")
     p.add_argument("--output-dir", metavar="DIR", help="write each output as DIR/NAME.npy")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=_run_cmd)
 
-    p = sub.add_parser("passes", help="list a target's pipeline passes in order")
+    p = add("passes", "list a target's pipeline passes in order", _passes_cmd)
     _target_arg(p)
-    p.set_defaults(func=_passes_cmd)
-    sub.add_parser("ops", help="list the primitive ops").set_defaults(func=_ops_cmd)
+    add("ops", "list the primitive ops", _ops_cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":  # INPUTs after an option: argparse takes positionals only in the first run of them
+        args.inputs += [a for a in extra if not a.startswith("-") or a == "-"]
+        extra = [a for a in extra if a.startswith("-") and a != "-"]
+    if extra:  # reported with the subcommand's usage, not the top level's
+        args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.func(args)
     except InternalError as exc:  # a bug caught where it happened: its message asks for a report

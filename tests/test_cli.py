@@ -180,3 +180,51 @@ def test_compile_train_from_an_onnx_model(tmp_path) -> None:
     x, y = rng.random((4, 8)).astype(np.float32), np.array([0, 1, 2, 1], np.int64)
     losses = [float(step(x, y)) for _ in range(10)]
     assert losses[-1] < losses[0] and {s.name for s in step.signature.variables} >= {"W", "b"}
+
+
+def test_debug_works_after_the_subcommand_too(tmp_path) -> None:
+    missing = str(tmp_path / "missing.py")
+    for args in (["--debug", "ir", missing], ["ir", missing, "--debug"]):
+        result = _cli(*args)
+        assert result.returncode == 1 and "Traceback" in result.stderr, args
+    assert "Traceback" not in _cli("ir", missing).stderr
+
+
+def test_dump_dir_alone_dumps_every_pass_to_the_folder_only(tmp_path, capsys) -> None:
+    assert main(["compile", MLP, "-o", str(tmp_path / "mlp.nir"), "-q", "--dump-dir", str(tmp_path / "d")]) == 0
+    assert "IR after" not in capsys.readouterr().out
+    assert sorted(p.name.split("-", 1)[1][:-4] for p in (tmp_path / "d").iterdir()) == sorted(PASS_NAMES)
+
+
+def test_options_are_not_prefix_matched() -> None:
+    result = _cli("compile", MLP, "-o", "x.so", "--optimize", "3")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: needlec compile")
+    assert "unrecognized arguments: --optimize 3" in result.stderr
+
+
+def test_unknown_options_print_the_subcommands_usage() -> None:
+    result = _cli("run", MLP, "--bogus")
+    assert result.returncode == 2 and result.stderr.startswith("usage: needlec run")
+    assert result.stderr.rstrip().endswith("needlec run: error: unrecognized arguments: --bogus")
+
+
+def test_version() -> None:
+    import needlec
+
+    result = _cli("--version")
+    assert result.returncode == 0 and result.stdout == f"needlec {needlec.__version__}\n" == "needlec 0.1.0\n"
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("compile", ["-o PATH, --output PATH  the file to write", "learning rate (default: 0.001)",
+                 "(default: cross_entropy)", "backend to compile for (default: cpu)"]),
+    ("ir", ["which IR to print", "(default: all)"]),
+    ("run", ["INPUT ", "--input NAME=FILE.npy", "--repeat N", "--random-inputs"]),
+])
+def test_help_describes_every_option_with_its_default(command, expected, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for piece in expected:
+        assert " ".join(piece.split()) in text, piece

@@ -2,7 +2,8 @@
 
 Usage of the executable (``needlec compile MODEL --emit exe -o model``)::
 
-    ./model [--output-dir DIR] INPUT...      INPUT is NAME=FILE.npy, or FILE.npy for the inputs in order
+    ./model [--output-dir DIR] INPUT...      INPUT is NAME=FILE.npy, or FILE.npy for the inputs in order;
+                                             --input NAME=FILE.npy names its input as `needlec run` does
     ./model --help                           usage and the model's inputs and outputs
 
 It reads every input from its ``.npy`` file (format 1.0-3.0, C order,
@@ -298,7 +299,7 @@ static int write_npy(const char *path, const needlec_tensor_info *info, const vo
 static void usage(FILE *out) {
     char shape[MAX_RANK * 24 + 8];
     int i;
-    fprintf(out, "usage: %s [--output-dir DIR] INPUT...\n", program);
+    fprintf(out, "usage: %s [--output-dir DIR] [--input NAME=FILE.npy]... INPUT...\n", program);
     fprintf(out, "Runs the needlec model %s. INPUT is NAME=FILE.npy, or FILE.npy for the inputs in order;\n",
             NEEDLEC_MODEL_NAME);
     fprintf(out, "each output is written to DIR/<file> (DIR defaults to the current directory).\n");
@@ -337,7 +338,7 @@ int main(int argc, char **argv) {
     program = strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 : argv[0];
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i], *path = arg;
-        int slot;
+        int slot, named = 0;
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -353,12 +354,25 @@ int main(int argc, char **argv) {
             output_dir = arg + 13;
             continue;
         }
-        if (arg[0] == '-' && arg[1] != '\0') {
+        if (strcmp(arg, "--input") == 0) {
+            if (++i == argc) {
+                return fail(1, "--input needs NAME=FILE.npy");
+            }
+            arg = argv[i];
+            named = 1;
+        } else if (strncmp(arg, "--input=", 8) == 0) {
+            arg += 8;
+            named = 1;
+        } else if (arg[0] == '-' && arg[1] != '\0') {
             return fail(1, "unknown option %s (see --help)", arg);
         }
+        path = arg;
         slot = named_slot(arg);
         if (slot >= 0) {
             path = arg + strlen(input_info[slot].name) + 1;
+        } else if (named) {
+            return fail(1, "--input expects NAME=FILE.npy with NAME an input of the model (see --help), found '%s'",
+                        arg);
         } else {
             slot = positional++;
             if (slot >= NEEDLEC_NUM_INPUTS) {
