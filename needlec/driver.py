@@ -116,11 +116,12 @@ def _is_onnx_model(model: Any) -> bool:
     return onnx is not None and isinstance(model, onnx.ModelProto)
 
 
-def to_graph(model: Any, example_inputs: Sequence[Any] | None = None,
+def to_graph(model: Any, example_inputs: Sequence[Any] | np.ndarray | None = None,
              input_shapes: Mapping[str, Sequence[int]] | None = None, size_budget: int | None = None) -> Graph:
     """A graph from a ``Graph``, an ONNX model or model file, or a traceable callable/Module plus example inputs.
 
     ``size_budget`` caps the elements of any one tensor of an ONNX model (``frontend/onnx/budget.py``).
+    A bare ``np.ndarray`` as ``example_inputs`` is one input (not a sequence of rows).
     """
     if isinstance(model, (str, os.PathLike)):
         _refuse_example_inputs(model, example_inputs)
@@ -137,12 +138,14 @@ def to_graph(model: Any, example_inputs: Sequence[Any] | None = None,
     if callable(model):
         if example_inputs is None:
             raise NeedlecError("compiling a Python function or Module needs example_inputs")
+        if isinstance(example_inputs, np.ndarray):
+            example_inputs = [example_inputs]
         return trace(model, *[np.asarray(x) for x in example_inputs])
     raise NeedlecError(f"cannot compile a {type(model).__name__}: expected a Graph, an ONNX model or model file "
                        "path, a function or an nn.Module")
 
 
-def _refuse_example_inputs(model: Any, example_inputs: Sequence[Any] | None) -> None:
+def _refuse_example_inputs(model: Any, example_inputs: object) -> None:
     if example_inputs is not None:
         what = model if isinstance(model, (str, os.PathLike)) else "an ONNX model"
         raise NeedlecError(f"example_inputs apply to functions and Modules; {what} fixes its own input types "

@@ -68,7 +68,8 @@ class Value:
 
 @dataclass(eq=False)
 class Node:
-    """One op application. ``origin`` names the forward node a derived node came from."""
+    """One op application. ``origin`` is its provenance: the forward node a gradient node came from, or the
+    ONNX node whose converter created it."""
 
     op: str
     inputs: list[Value]

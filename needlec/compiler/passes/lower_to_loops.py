@@ -13,6 +13,7 @@ buffers).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,7 +69,7 @@ def lower_to_loops(graph: Graph) -> Program:
             raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
         ins = [BufferOperand(base[id(v)], v.type) for v in node.inputs]
         outs = [BufferOperand(base[id(v)], v.type) for v in node.outputs]
-        kernels.append(make_kernel(f"k{len(kernels)}_{node.op}", opdef.lower, ins, outs, node.attrs,
+        kernels.append(make_kernel(kernel_name(len(kernels), node.op, node.origin), opdef.lower, ins, outs, node.attrs,
                                    Source(node.name, node.op, tuple(sorted(node.attrs.items())))))
 
     copy = get_op("copy").lower
@@ -84,6 +85,15 @@ def lower_to_loops(graph: Graph) -> Program:
                    [(v.name, v.shape, v.dtype) for v in graph.inputs],
                    [(v.name, v.shape, v.dtype) for v in graph.outputs],
                    [(v.name, v.shape, v.dtype) for v in graph.variables])
+
+
+def kernel_name(index: int, op: str, origin: str | None) -> str:
+    """``k<index>_<op>``, then the node's provenance (its ``origin``, e.g. the ONNX node ``/0/Conv``) made an
+    identifier: ``k0_conv2d__0_Conv``."""
+    name = f"k{index}_{op}"
+    if origin:
+        name += "_" + re.sub(r"[^A-Za-z0-9_]", "_", origin)[:48]
+    return name
 
 
 def make_kernel(name: str, lower: LowerFn, ins: Sequence[Operand], outs: Sequence[BufferOperand],

@@ -20,7 +20,16 @@ def materialize_outputs(graph: Graph) -> Graph:
         producer = value.producer
         needs_copy = (producer is None or get_op(producer.op).is_view or id(value) in seen)
         if needs_copy:
-            value = graph.add("copy", value)
+            origin = value.producer.origin if value.producer is not None else None
+            copied = graph.add_node("copy", [value], origin=origin).outputs[0]
+            if value.producer is not None and id(value) not in seen:
+                # The output keeps its name (the signature, file names and headers use it); the viewed value
+                # inside the graph takes the copy's fresh name.
+                name, fresh = value.name, copied.name
+                graph.rename(copied, graph.fresh_name(name + "_out"))
+                graph.rename(value, fresh)
+                graph.rename(copied, name)
+            value = copied
         seen.add(id(value))
         outputs.append(value)
     graph.set_outputs(outputs)

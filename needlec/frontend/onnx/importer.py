@@ -161,6 +161,8 @@ class Importer:
             results = list(convert(ctx))
             for new in self.graph.nodes[first_new:]:
                 self._check_node(new, ctx.where)
+                if new.origin is None and node.name:  # provenance: the ONNX node (inner subgraph nodes keep theirs)
+                    new.origin = node.name
         except NeedlecError as exc:
             if ctx.where in str(exc):
                 raise
