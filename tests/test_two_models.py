@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 
 import needlec
+from needlec.build.checked import HEADER_NAME, checked_entry_c
+from needlec.build.executable import main_source
+from needlec.build.header import c_header
 from needlec.cli import main
 from needlec.errors import NeedlecError
 from needlec.runtime.library import library_prefixes
@@ -208,3 +211,22 @@ def test_cli_rejects_a_bad_name_in_one_line(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "invalid symbol prefix 'my-model'" in err
     assert not (tmp_path / "m.so").exists()
+
+
+def test_prefixed_c_sources_compile_without_warnings(tmp_path: Path) -> None:
+    signature = needlec.compile(str(MLP), progress=False).signature
+    (tmp_path / HEADER_NAME).write_text(c_header(signature, "libq.so", "q"))
+    (tmp_path / "checked.c").write_text(checked_entry_c(signature, "q"))
+    (tmp_path / "main.c").write_text(main_source(signature, "q"))
+    for source in ("checked.c", "main.c"):
+        subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-fsyntax-only",
+                        f"-I{tmp_path}", str(tmp_path / source)], check=True)
+
+
+def test_an_executable_with_a_name_runs(tmp_path: Path, expected: tuple[np.ndarray, ...]) -> None:
+    exe = tmp_path / "mlp"
+    assert main(["compile", str(MLP), "--emit", "exe", "--name", "b", "-o", str(exe), "-q"]) == 0
+    np.save(tmp_path / "x.npy", MLP_X)
+    result = subprocess.run([str(exe), "x.npy", "-o", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "out.npy"), expected[2], rtol=1e-6, atol=1e-6)
