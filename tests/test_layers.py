@@ -13,7 +13,8 @@ import pytest
 PACKAGE = Path(__import__("needlec").__file__).parent
 # driver level: assembles the layers below it; nothing below may import it
 DRIVER = ("needlec.driver", "needlec.api", "needlec.cli", "needlec.training", "needlec.autodiff",
-          "needlec.onnx_backend", "needlec.progress", "needlec.optim", "needlec.nn", "needlec.ops")
+          "needlec.onnx_backend", "needlec.progress", "needlec.torch_bridge", "needlec.optim", "needlec.nn",
+          "needlec.ops")
 ROOT = "needlec"  # the package itself: importing it imports the driver
 
 # (importing modules, forbidden imports, why); a prefix matches the module and its submodules
