@@ -1,4 +1,5 @@
-"""The generated docs cannot drift: docs/ONNX_OPS.md is regenerated in memory and compared."""
+"""The docs cannot drift: docs/ONNX_OPS.md is regenerated in memory and compared, and the IR dumps quoted in
+docs/IR_WALKTHROUGH.md are checked against what `needlec ir` prints today."""
 from __future__ import annotations
 
 import importlib.util
@@ -42,3 +43,21 @@ def test_every_expected_failure_names_an_op() -> None:
     known = tool.schemas()
     for case in tool.expected_failures():
         tool.case_op(case, known)  # ValueError when a case name matches no op
+
+
+def _dump_lines(doc: str, command: str) -> list[str]:
+    """The lines of the code block in ``doc`` that starts with ``$ command``, without the elision marks."""
+    block = doc.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and "..." not in line]
+
+
+@pytest.mark.parametrize("stage", ["input", "loops"])
+def test_ir_walkthrough_dumps_match_needlec_ir(stage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/IR_WALKTHROUGH.md quotes `needlec ir examples/mlp.py`: every line it shows is in today's output."""
+    from needlec.cli import main
+
+    assert main(["ir", str(ROOT / "examples" / "mlp.py"), "--stage", stage, "-q"]) == 0
+    output = set(capsys.readouterr().out.splitlines())
+    doc = (ROOT / "docs" / "IR_WALKTHROUGH.md").read_text()
+    stale = [line for line in _dump_lines(doc, f"needlec ir examples/mlp.py --stage {stage}") if line not in output]
+    assert not stale, f"docs/IR_WALKTHROUGH.md is stale; lines no longer printed: {stale}"
