@@ -18,11 +18,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from needlec.errors import InternalError, NeedlecError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and the compiler load lazily, in the commands, so that `needlec --help` starts fast
+    import numpy as np
+
     from needlec.compiler.ir.graph import Graph
     from needlec.compiler.target import Target
     from needlec.progress import Progress
@@ -32,11 +32,18 @@ EMIT_BY_SUFFIX = {".so": "so", "": "exe", ".exe": "exe", ".o": "obj", ".ll": "ll
                   ".loops": "loops"}
 
 
-def _pipeline_args(p: argparse.ArgumentParser) -> None:
+def _pass_name(name: str) -> str:
+    """A ``--print-after`` pass name, checked when given (the pass table loads only then)."""
     from needlec.compiler.passes import PASS_NAMES
 
+    if name not in PASS_NAMES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(PASS_NAMES)})")
+    return name
+
+
+def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
-    p.add_argument("--print-after", action="append", default=[], metavar="PASS", choices=PASS_NAMES,
+    p.add_argument("--print-after", action="append", default=[], metavar="PASS", type=_pass_name,
                    help="print the IR after PASS (repeatable)")
     p.add_argument("--dump-dir", metavar="DIR",
                    help="write the IR after each printed pass to DIR/NN-pass.txt; alone, after every pass "
@@ -127,6 +134,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 def _compile_training_cmd(args: argparse.Namespace) -> None:
     """``compile --train``: one training step of the model as a shared library plus a C header."""
+    import numpy as np
+
     import needlec
     from needlec.driver import load_trainable_model
     from needlec.training import compile_training_step
@@ -243,6 +252,8 @@ def _input_files(names: Sequence[str], named: Sequence[str], items: Sequence[str
 
 
 def _read_inputs(names: Sequence[str], files: dict[str, str]) -> dict[str, np.ndarray]:
+    import numpy as np
+
     inputs: dict[str, np.ndarray] = {}
     for name in names:
         if name not in files:
@@ -256,6 +267,8 @@ def _read_inputs(names: Sequence[str], files: dict[str, str]) -> dict[str, np.nd
 
 def _random_inputs(specs: Sequence[Any], seed: int) -> dict[str, np.ndarray]:
     """Seeded random data of each input's shape and dtype: floats in [-1, 1), integers in [0, 10), booleans."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     inputs: dict[str, np.ndarray] = {}
     for spec in specs:
@@ -273,6 +286,8 @@ def _random_inputs(specs: Sequence[Any], seed: int) -> dict[str, np.ndarray]:
 def _onnx_shapes_from_files(model: str, named: Sequence[str], items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """Without ``--input-shape``: each ONNX input's shape from the ``.npy`` file given for it (read from the
     file's header), so dynamic dimensions take the data's extents."""
+    import numpy as np
+
     import onnx
 
     graph = onnx.load(model, load_external_data=False).graph
@@ -288,6 +303,8 @@ def _onnx_shapes_from_files(model: str, named: Sequence[str], items: Sequence[st
 
 
 def _run_cmd(args: argparse.Namespace) -> None:
+    import numpy as np
+
     import time
 
     import needlec
