@@ -292,9 +292,12 @@ def _onnx_shapes_from_files(model: str, named: Sequence[str], items: Sequence[st
 
     graph = onnx.load(model, load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
-    names = [v.name for v in graph.input if v.name not in initializers]
+    inputs = [v for v in graph.input if v.name not in initializers]
+    dynamic = {v.name for v in inputs if any(not d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)}
     shapes: dict[str, tuple[int, ...]] = {}
-    for name, path in _input_files(names, named, items).items():
+    for name, path in _input_files([v.name for v in inputs], named, items).items():
+        if name not in dynamic:  # a static input's file is checked against its shape when the model runs
+            continue
         try:
             shapes[name] = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
         except (OSError, ValueError) as exc:
@@ -327,6 +330,8 @@ def _run_cmd(args: argparse.Namespace) -> None:
         target = _target(args)
         with progress.stage(f"import {os.path.basename(args.model)}"):
             if args.model.endswith(".py") and os.path.isfile(args.model):
+                if args.input_shape:
+                    raise NeedlecError(f"input shapes apply to ONNX models only; {args.model} fixes its own shapes")
                 model, example_inputs = _run_python_model(args.model)
                 graph = to_graph(model, example_inputs)
                 graph.name = os.path.splitext(os.path.basename(args.model))[0]

@@ -136,3 +136,18 @@ def test_a_dynamic_onnx_dimension_comes_from_the_data(tmp_path: Path, capsys) ->
         assert main(["run", str(tmp_path / "dyn.onnx"), *inputs, "--output-dir", str(tmp_path / "out"), "-q"]) == 0
         assert capsys.readouterr().out.startswith("y: float32[5, 3] ->")
         np.testing.assert_array_equal(np.load(tmp_path / "out" / "y.npy"), np.maximum(x, 0))
+
+
+def test_a_static_onnx_input_keeps_its_shape_check(tmp_path: Path, capsys) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "fixed.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((5, 3), np.float32))
+    assert main(["run", str(tmp_path / "fixed.onnx"), str(tmp_path / "x.npy"), "-q"]) == 1
+    assert capsys.readouterr().err == "needlec: error: fixed: input 'x' expected shape (4, 3), found (5, 3)\n"
+
+
+def test_input_shapes_are_refused_for_a_python_model(workdir: Path, capsys) -> None:
+    assert run_cli(workdir, capsys, "--input-shape", "a=2x3")[2].startswith(
+        "needlec: error: input shapes apply to ONNX models only;")
