@@ -159,14 +159,14 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
                   "adamw": lambda p: needlec.optim.AdamW(p, lr=args.lr, weight_decay=args.weight_decay)}
     step = compile_training_step(model, loss_fn, optimizers[args.optimizer](model.parameters()),
                                  (inputs, (labels,)), target=args.target, cpu=args.cpu, **_options(args))
-    library, header = step.export(args.output, header=args.header)
+    library, header = step.export(args.output, header=args.header, name=args.name)
     if not args.quiet:
         print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
               f"loss {args.loss}, optimizer {args.optimizer}, lr {args.lr})", file=sys.stderr)
 
 
 def _compile_cmd(args: argparse.Namespace) -> None:
-    from needlec.abi import DEFAULT_PREFIX, check_prefix
+    from needlec.abi import check_prefix
     from needlec.build.header import c_header
     from needlec.build.toolchain import output_path
     from needlec.compiler.codegen.cpu import signature_json
@@ -176,8 +176,6 @@ def _compile_cmd(args: argparse.Namespace) -> None:
     target = _target(args)
     check_prefix(args.name)
     if args.train:
-        if args.name != DEFAULT_PREFIX:
-            raise NeedlecError("--name applies to inference models; a --train step keeps the default prefix")
         _compile_training_cmd(args)
         return
     emit = args.emit or EMIT_BY_SUFFIX.get(os.path.splitext(args.output)[1], "so")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from needlec.abi import DEFAULT_PREFIX
 from needlec.api import Compiled, compile
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.passes.gradients import gradients
@@ -94,15 +95,15 @@ class TrainingStep:
         """Copy the trained state into the Module this step was compiled from."""
         self.load_into(self.model)
 
-    def export(self, path: str, header: str | None = None) -> tuple[str, str]:
+    def export(self, path: str, header: str | None = None, name: str = DEFAULT_PREFIX) -> tuple[str, str]:
         """Write the step as a shared library at ``path`` and its C header (default: ``path`` with ``.h``).
 
         The library starts from the current parameters and optimizer state,
-        so training can continue in C where Python left off. Returns the
-        library and header paths.
+        so training can continue in C where Python left off; ``name`` is its C
+        symbol prefix (``Compiled.export``). Returns the library and header paths.
         """
         header = header if header is not None else os.path.splitext(path)[0] + ".h"
-        self.compiled.export(path, header=header)
+        self.compiled.export(path, header=header, name=name)
         return path, header
 
     def __repr__(self) -> str:

@@ -144,8 +144,8 @@ def test_compile_train_writes_a_training_step_that_lowers_the_loss(tmp_path, mod
         assert main(["compile", MLP, "-o", model, "-q"]) == 0
     lib = tmp_path / "train.so"
     assert main(["compile", model, "--train", "--loss", "cross_entropy", "--optimizer", "adam", "--lr", "0.01",
-                 "-o", str(lib), "-q"]) == 0
-    assert "needlec_variable" in (tmp_path / "train.h").read_text()
+                 "-o", str(lib), "--name", "mlp_step", "-q"]) == 0
+    assert "mlp_step_variable" in (tmp_path / "train.h").read_text()  # the training step takes --name too
     step = needlec_load(str(lib))
     x = np.load(ROOT / "examples" / "mlp_input.npy")
     y = np.array([1, 3, 5, 7], np.int64)
@@ -228,3 +228,20 @@ def test_help_describes_every_option_with_its_default(command, expected, capsys)
     text = " ".join(capsys.readouterr().out.split())
     for piece in expected:
         assert " ".join(piece.split()) in text, piece
+
+
+def test_the_cli_starts_without_loading_the_compiler() -> None:
+    """``needlec --help`` is fast: the package loads its public names on first use (``needlec/__init__.py``)."""
+    code = ("import sys, needlec.cli; needlec.cli.build_parser(); "
+            "print(sorted(m for m in ('needlec.api', 'llvmlite', 'onnx', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_every_public_name_loads() -> None:
+    import needlec
+
+    for name in needlec.__all__:
+        assert getattr(needlec, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        needlec.nope  # noqa: B018
