@@ -112,8 +112,8 @@ class Compiled:
         return repr(self._native).replace("NativeModel", "Compiled", 1)
 
 
-def compile(model: Any, example_inputs: Sequence[Any] | None = None, target: str = "cpu", *, cpu: str = "host",
-            input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool | None = None,
+def compile(model: Any, example_inputs: Sequence[Any] | np.ndarray | None = None, target: str = "cpu", *,
+            cpu: str = "host", input_shapes: Mapping[str, Sequence[int]] | None = None, progress: bool | None = None,
             size_budget: int | None = None, **options: Any) -> Compiled:
     """Compile ``model`` for ``target``; ``options`` are ``PipelineOptions`` fields.
 

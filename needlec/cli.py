@@ -141,7 +141,9 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
     from needlec.training import compile_training_step
 
     model, inputs = load_trainable_model(args.model, _input_shapes(args.input_shape), args.size_budget)
-    output = needlec.trace(model, *inputs).outputs
+    forward = needlec.trace(model, *inputs)
+    names = [v.name for v in (model.graph if isinstance(model, needlec.nn.GraphModule) else forward).inputs]
+    output = forward.outputs
     if len(output) != 1 or not output[0].dtype.is_float:
         raise NeedlecError(f"--train needs a model with one float output, found {len(output)} output(s)")
     out = output[0]
@@ -158,7 +160,8 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
                   "adam": lambda p: needlec.optim.Adam(p, lr=args.lr, weight_decay=args.weight_decay),
                   "adamw": lambda p: needlec.optim.AdamW(p, lr=args.lr, weight_decay=args.weight_decay)}
     step = compile_training_step(model, loss_fn, optimizers[args.optimizer](model.parameters()),
-                                 (inputs, (labels,)), target=args.target, cpu=args.cpu, **_options(args))
+                                 (inputs, (labels,)), target=args.target, cpu=args.cpu,
+                                 input_names=None if {"target", "target0"} & set(names) else names, **_options(args))
     library, header = step.export(args.output, header=args.header, name=args.name)
     if not args.quiet:
         print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
@@ -350,6 +353,8 @@ def _run_cmd(args: argparse.Namespace) -> None:
         inputs = example  # a Python model file's own example_inputs
     else:
         inputs = _read_inputs(names, _input_files(names, args.input, args.inputs))
+    if args.load_variables:
+        _load_variables(runner, args.load_variables)
     outputs = runner(**inputs)
     if args.repeat > 1:
         times = []
@@ -370,6 +375,31 @@ def _run_cmd(args: argparse.Namespace) -> None:
             print(f"{spec.describe()} -> {path}")
         else:
             print(f"{spec.describe()} =\n{np.array2string(value, threshold=64)}")
+    if args.save_variables:
+        variables: dict[str, Any] = runner.variables()
+        np.savez(args.save_variables, **variables)
+        print(f"variables ({len(runner.signature.variables)}) -> {args.save_variables}")
+
+
+def _load_variables(runner: Any, path: str) -> None:
+    """Set the model's variables (trained parameters, optimizer state) from an ``.npz`` written by --save-variables."""
+    import numpy as np
+
+    try:
+        saved = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NeedlecError(f"cannot read variables from {path}: {exc}") from None
+    if not isinstance(saved, np.lib.npyio.NpzFile):
+        raise NeedlecError(f"{path} is not an .npz of variables (write one with --save-variables)")
+    with saved:
+        values = {name: saved[name] for name in saved.files}
+    known = [spec.name for spec in runner.signature.variables]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise NeedlecError(f"{path} holds {', '.join(unknown)}, which the model has no variable for "
+                           f"(variables: {', '.join(known) or 'none'})")
+    for name, value in values.items():
+        runner.set_variable(name, value)
 
 
 def _passes_cmd(args: argparse.Namespace) -> None:
@@ -464,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="time N calls and print the latency percentiles (min, p50, p90, max)")
     p.add_argument("--output-dir", metavar="DIR", help="write each output as DIR/NAME.npy")
+    p.add_argument("--load-variables", metavar="FILE.npz",
+                   help="start from these variables (a training step's parameters and optimizer state)")
+    p.add_argument("--save-variables", metavar="FILE.npz",
+                   help="write the variables after the run, so the next run (--load-variables) continues from them")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     p = add("passes", "list a target's pipeline passes in order", _passes_cmd)

@@ -154,13 +154,16 @@ def _check_arguments(model: Any, optimizer: Any, example_inputs: Any) -> None:
 
 
 def _trace_objective(model: Module, loss_fn: Callable[..., Any], inputs: tuple[np.ndarray, ...],
-                     targets: tuple[np.ndarray, ...]) -> Recording:
+                     targets: tuple[np.ndarray, ...], input_names: Sequence[str] | None) -> Recording:
     """Record ``loss_fn(model(*inputs), *targets)`` with buffer updates; check the loss is one float scalar."""
     def objective(*arrays: Any) -> Any:
         return loss_fn(model(*arrays[:len(inputs)]), *arrays[len(inputs):])
 
+    names = list(input_names) if input_names is not None else _input_names("input", len(inputs))
+    if len(names) != len(inputs):
+        raise NeedlecError(f"compile_training_step: {len(names)} input name(s) for {len(inputs)} input(s)")
     recording = record(objective, *inputs, *targets, module=model, track_state_updates=True, step_variable=True,
-                       names=_input_names("input", len(inputs)) + _input_names("target", len(targets)))
+                       names=names + _input_names("target", len(targets)))
     recording.graph.name = GRAPH_NAME
     outputs = recording.graph.outputs
     if len(outputs) != 1 or outputs[0].shape != () or not outputs[0].dtype.is_float:
@@ -195,7 +198,8 @@ def _state_variables(model: Module, optimizer: Optimizer,
 
 
 def compile_training_step(model: Module, loss_fn: Callable[..., Any], optimizer: Optimizer,
-                          example_inputs: tuple[Any, Any], target: str = "cpu", **options: Any) -> TrainingStep:
+                          example_inputs: tuple[Any, Any], target: str = "cpu",
+                          input_names: Sequence[str] | None = None, **options: Any) -> TrainingStep:
     """Compile one training step of ``model`` under ``loss_fn`` and ``optimizer``.
 
     ``example_inputs`` is ``(inputs, targets)``, each an array or a tuple of
@@ -205,12 +209,13 @@ def compile_training_step(model: Module, loss_fn: Callable[..., Any], optimizer:
     update, and the buffer updates the model proposes in training mode.
     Parameters outside the optimizer stay constants (frozen). The graph's
     ``step`` variable counts the steps; Dropout adds it to its random stream
-    offset, so every step draws a fresh mask. ``options`` are
-    ``needlec.compile`` options (``print_after``, ...).
+    offset, so every step draws a fresh mask. The step's inputs are named
+    ``input`` / ``input0, input1, ...`` (or ``input_names``), then ``target`` /
+    ``target0, ...``. ``options`` are ``needlec.compile`` options (``print_after``, ...).
     """
     _check_arguments(model, optimizer, example_inputs)
     recording = _trace_objective(model, loss_fn, _arrays(example_inputs[0], "input"),
-                                 _arrays(example_inputs[1], "target"))
+                                 _arrays(example_inputs[1], "target"), input_names)
     graph = recording.graph
     (loss,) = graph.outputs
     parameters, buffer_variables = _state_variables(model, optimizer, recording)

@@ -245,3 +245,24 @@ def test_every_public_name_loads() -> None:
         assert getattr(needlec, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         needlec.nope  # noqa: B018
+
+
+def test_a_cli_training_step_keeps_input_names_and_carries_its_state_across_runs(tmp_path, capsys) -> None:
+    """``compile --train`` keeps the model's input name (``x``, not ``input``); ``needlec run`` continues training
+    from ``--load-variables`` and writes ``--save-variables``, so repeated runs lower the loss."""
+    lib = str(tmp_path / "train.so")
+    assert main(["compile", MLP, "--train", "--optimizer", "adam", "--lr", "0.01", "-o", lib, "-q"]) == 0
+    step = needlec_load(lib)
+    assert [s.name for s in step.signature.inputs] == ["x", "target"]
+    np.save(tmp_path / "y.npy", np.array([1, 3, 5, 7], np.int64))
+    state = str(tmp_path / "state.npz")
+    run = ["run", lib, "--input", f"x={ROOT / 'examples' / 'mlp_input.npy'}", "--input", f"target={tmp_path / 'y.npy'}",
+           "--save-variables", state]
+    losses = []
+    for i in range(6):
+        assert main(run + (["--load-variables", state] if i else [])) == 0
+        out = capsys.readouterr().out
+        losses.append(float(out.split("=\n")[1].split()[0]))
+        assert f"-> {state}" in out
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert main(["run", lib, "--random-inputs", "--load-variables", str(tmp_path / "y.npy")]) == 1  # not an .npz

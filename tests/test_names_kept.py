@@ -86,6 +86,6 @@ def test_onnx_node_names_are_the_provenance_of_graph_nodes_and_kernels(
 def test_a_bare_array_is_one_example_input() -> None:
     layer = nn.Linear(3, 2)
     x = np.ones((4, 3), np.float32)
-    compiled = needlec.compile(layer, x)  # type: ignore[arg-type]  # (api.compile's annotation says Sequence)
+    compiled = needlec.compile(layer, x)
     assert [i.shape for i in compiled.signature.inputs] == [(4, 3)]
     np.testing.assert_allclose(compiled(x), needlec.compile(layer, [x])(x), rtol=1e-6)
