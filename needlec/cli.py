@@ -238,9 +238,11 @@ def _input_files(names: Sequence[str], named: Sequence[str], items: Sequence[str
         name, path = slot(item), item
         if name is not None:
             path = item[len(name) + 1:]
+        elif is_named and "=" in item:
+            raise NeedlecError(f"unknown input '{item.partition('=')[0]}' in --input '{item}' (the model's inputs: "
+                               "see --help)")
         elif is_named:
-            raise NeedlecError(f"--input expects NAME=FILE.npy with NAME an input of the model (see --help), "
-                               f"found '{item}'")
+            raise NeedlecError(f"--input expects NAME=FILE.npy, found '{item}'")
         else:
             if positional >= len(names):
                 raise NeedlecError(f"expected {len(names)} input(s), found more: {item}")

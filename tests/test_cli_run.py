@@ -81,10 +81,8 @@ BAD = [
     (["a.npy", "b.npy", "c.npy"], "expected 2 input(s), found more: c.npy"),
     (["a=a.npy", "a=b.npy"], "input 'a' given twice"),
     (["a.npy", "a=b.npy"], "input 'a' given twice"),
-    (["--input", "c=a.npy", "b.npy"],
-     "--input expects NAME=FILE.npy with NAME an input of the model (see --help), found 'c=a.npy'"),
-    (["--input", "a.npy"],
-     "--input expects NAME=FILE.npy with NAME an input of the model (see --help), found 'a.npy'"),
+    (["--input", "c=a.npy", "b.npy"], "unknown input 'c' in --input 'c=a.npy' (the model's inputs: see --help)"),
+    (["--input", "a.npy"], "--input expects NAME=FILE.npy, found 'a.npy'"),
     (["a.npy"], "missing input 'b' (give b=FILE.npy; see --help)"),
 ]
 

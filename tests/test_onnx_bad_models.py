@@ -243,6 +243,6 @@ def test_unknown_and_missing_inputs_at_run_time(good_model: tuple[Path, Path], t
     model, library = good_model
     np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
     assert_one_line_error(cli("run", str(library), "--input", f"z={tmp_path / 'x.npy'}"), "unknown input 'z'")
-    assert_one_line_error(cli("run", str(model)), "expected 1 input(s), found 0; missing x")
+    assert_one_line_error(cli("run", str(model)), "missing input 'x' (give x=FILE.npy; see --help)")
     assert_one_line_error(cli("run", str(library), "--input", f"x={tmp_path / 'nope.npy'}"),
                           "cannot read input x from")

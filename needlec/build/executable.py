@@ -370,9 +370,11 @@ int main(int argc, char **argv) {
         slot = named_slot(arg);
         if (slot >= 0) {
             path = arg + strlen(input_info[slot].name) + 1;
+        } else if (named && strchr(arg, '=') != NULL) {
+            return fail(1, "unknown input '%.*s' in --input '%s' (the model's inputs: see --help)",
+                        (int)(strchr(arg, '=') - arg), arg, arg);
         } else if (named) {
-            return fail(1, "--input expects NAME=FILE.npy with NAME an input of the model (see --help), found '%s'",
-                        arg);
+            return fail(1, "--input expects NAME=FILE.npy, found '%s'", arg);
         } else {
             slot = positional++;
             if (slot >= NEEDLEC_NUM_INPUTS) {
