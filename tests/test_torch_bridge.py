@@ -16,6 +16,8 @@ pytest.importorskip("torch")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from tests.onnx_models import randomize_batchnorm  # noqa: E402
+
 
 class Block(nn.Module):
     """A torchvision-style strided ResNet basic block with a 1x1 projection shortcut, then pool and head."""
@@ -39,13 +41,7 @@ def block() -> nn.Module:
     torch.manual_seed(0)
     model = Block()
     with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, nn.BatchNorm2d):
-                assert layer.running_mean is not None and layer.running_var is not None
-                layer.running_mean.normal_(0.0, 0.1)
-                layer.running_var.uniform_(0.5, 1.5)
-                layer.weight.uniform_(0.5, 1.5)
-                layer.bias.normal_(0.0, 0.1)
+        randomize_batchnorm(model, torch.Generator().manual_seed(1))
     return model.eval()
 
 

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 import needlec.frontend.onnx.converters as converters_pkg  # noqa: E402
 from needlec.frontend.onnx.context import CONVERTERS  # noqa: E402
 from needlec.frontend.onnx.loader import MIN_OPSET  # noqa: E402
+from tests.onnx_conformance import expected_failures  # noqa: E402
 
 DOC = ROOT / "docs" / "ONNX_OPS.md"
-EXPECTED_FAILURES = ROOT / "tests" / "onnx_expected_failures.txt"
 DEFAULT_DOMAIN = "ai.onnx"
 CONST_HELPERS = {"require_const", "const_ints", "const_int"}
 
@@ -184,15 +184,6 @@ def _registered_keys(fn: ast.FunctionDef, module_consts: dict[str, object]) -> l
                                     str(module_consts.get(getattr(getattr(v, "value", None), "id", ""), "?"))
                                     for v in arg.values))
     return keys
-
-
-def expected_failures() -> dict[str, str]:
-    result: dict[str, str] = {}
-    for line in EXPECTED_FAILURES.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, reason = line.partition("\t")
-            result[name.strip()] = reason.strip()
-    return result
 
 
 def case_op(case: str, known: dict[tuple[str, str], object]) -> tuple[str, str]:
