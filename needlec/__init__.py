@@ -8,9 +8,12 @@ hierarchy (see docs/ARCHITECTURE.md). Each name is loaded on first use, so ``imp
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # a library logs only where the application asks
 
 # public name -> the module defining it (modules themselves: the module's own path)
 _PUBLIC: dict[str, str] = {

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from needlec.api import compile as compile_graph
+from needlec.api import compile_graph
 from needlec.compiler.ir.graph import Value
 from needlec.compiler.passes.gradients import gradients
 from needlec.errors import TraceError
@@ -123,7 +123,7 @@ class GradientFunction:
                     param_slots[name] = len(xs)
                     xs.append(values_by_state[id(parameter)])
         graph.set_outputs([loss, *gradients(graph, [loss], xs)])
-        return _Compiled(compile_graph(graph), [state for _, state, _ in recording.state],
+        return _Compiled(compile_graph(graph, None), [state for _, state, _ in recording.state],
                          [(state.data.shape, state.data.dtype) for _, state, _ in recording.state],
                          [(m, m.trace_key()) for m in recording.modules], param_slots,
                          _parameter_ids(self.wrt_params))

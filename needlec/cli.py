@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import sys
 import traceback
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # numpy and the compiler load lazily, in the commands, so tha
     from needlec.compiler.ir.graph import Graph
     from needlec.compiler.target import Target
     from needlec.progress import Progress
+
+log = logging.getLogger("needlec")  # the CLI's messages; main() shows them on stderr (-q: warnings only, -v: all)
 
 EMITS = ("so", "exe", "obj", "llvm", "ir", "loops")
 EMIT_BY_SUFFIX = {".so": "so", "": "exe", ".exe": "exe", ".o": "obj", ".ll": "llvm", ".nir": "ir",
@@ -105,9 +108,11 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _progress(args: argparse.Namespace, mode: str) -> Progress:
+    """``always`` (compile: a bar on a terminal, else a line per stage) or ``auto`` (ir, run: a bar on a terminal
+    once compiling takes a couple of seconds); nothing with -q, nor with -v, which logs every stage instead."""
     from needlec.progress import Progress
 
-    return Progress("never" if args.quiet else mode)
+    return Progress(False if args.quiet or args.verbose else {"always": True, "auto": None}[mode])
 
 
 class _DumpOnly(io.StringIO):
@@ -163,9 +168,8 @@ def _compile_training_cmd(args: argparse.Namespace) -> None:
                                  (inputs, (labels,)), target=args.target, cpu=args.cpu,
                                  input_names=None if {"target", "target0"} & set(names) else names, **_options(args))
     library, header = step.export(args.output, header=args.header, name=args.name)
-    if not args.quiet:
-        print(f"wrote {library} and {header} (training step: {len(step.parameter_names)} parameter tensor(s), "
-              f"loss {args.loss}, optimizer {args.optimizer}, lr {args.lr})", file=sys.stderr)
+    log.info("wrote %s and %s (training step: %d parameter tensor(s), loss %s, optimizer %s, lr %s)", library, header,
+             len(step.parameter_names), args.loss, args.optimizer, args.lr)
 
 
 def _compile_cmd(args: argparse.Namespace) -> None:
@@ -173,7 +177,7 @@ def _compile_cmd(args: argparse.Namespace) -> None:
     from needlec.build.header import c_header
     from needlec.build.toolchain import output_path
     from needlec.compiler.codegen.cpu import signature_json
-    from needlec.driver import run_pipeline, write_artifact
+    from needlec.driver import BUILD_STAGES, run_pipeline, write_artifact
     from needlec.runtime.signature import Signature
 
     target = _target(args)
@@ -187,18 +191,18 @@ def _compile_cmd(args: argparse.Namespace) -> None:
     for path in (args.output, args.header):
         if path:
             output_path(path)  # fail before compiling when a folder is missing
-    progress = _progress(args, "always")
-    result = run_pipeline(_load_model(args, progress), target, progress, **_options(args))
-    write_artifact(result, target, emit, args.output, progress.stage, name=args.name)
+    with _progress(args, "always") as progress:
+        progress.expect(1 + BUILD_STAGES[emit])
+        result = run_pipeline(_load_model(args, progress), target, progress, **_options(args))
+        write_artifact(result, target, emit, args.output, progress.stage, name=args.name)
     header = None
     if emit in ("so", "obj"):
         header = args.header or os.path.splitext(args.output)[0] + ".h"
         with open(header, "w") as f:
             f.write(c_header(Signature.from_json(signature_json(result.program, target)),
                              os.path.basename(args.output), args.name))
-    if not args.quiet:
-        also = f" and {header}" if header else ""
-        print(f"wrote {args.output} ({emit}, {os.path.getsize(args.output)} bytes){also}", file=sys.stderr)
+    also = f" and {header}" if header else ""
+    log.info("wrote %s (%s, %d bytes)%s", args.output, emit, os.path.getsize(args.output), also)
 
 
 def _ir_cmd(args: argparse.Namespace) -> None:
@@ -432,8 +436,29 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _debug_arg(p: argparse.ArgumentParser) -> None:
-    """``--debug`` after the subcommand too (SUPPRESS keeps the top-level value when it is absent)."""
+    """``--debug`` after the subcommand too (SUPPRESS keeps the top-level value when it is absent), and ``-v``."""
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log every stage and step (logging DEBUG records) instead of a progress bar")
+
+
+class _LogFormatter(logging.Formatter):
+    """``needlec: message``; records of other levels than INFO name their level (``needlec: warning: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else record.levelname.lower() + ": "
+        return f"needlec: {level}{record.getMessage()}"
+
+
+def _logging(args: argparse.Namespace) -> logging.Handler:
+    """Show needlec's log records on standard error: INFO and up; -q: warnings and errors; -v: everything."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    logger = logging.getLogger("needlec")
+    logger.setLevel(logging.DEBUG if args.verbose else logging.WARNING if getattr(args, "quiet", False)
+                    else logging.INFO)
+    logger.addHandler(handler)
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [a for a in extra if a.startswith("-") and a != "-"]
     if extra:  # reported with the subcommand's usage, not the top level's
         args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handler = _logging(args)
     try:
         args.func(args)
     except InternalError as exc:  # a bug caught where it happened: its message asks for a report
@@ -538,6 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"needlec: internal error, please report: {type(exc).__name__}: {message} (rerun with --debug)",
               file=sys.stderr)
         return 2
+    finally:
+        logging.getLogger("needlec").removeHandler(handler)
     return 0
 
 

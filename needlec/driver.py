@@ -154,7 +154,9 @@ def _refuse_example_inputs(model: Any, example_inputs: object) -> None:
 
 def run_pipeline(graph: Graph, target: Target, progress: Progress, **options: Any) -> PipelineResult:
     """Run ``target``'s pass table over ``graph`` with ``PipelineOptions(**options)``; each pass is a progress stage."""
-    return Pipeline(PipelineOptions(**options), target, instruments=[progress]).run(graph)
+    pipeline = Pipeline(PipelineOptions(**options), target, instruments=[progress])
+    progress.expect(len(pipeline.passes))
+    return pipeline.run(graph)
 
 
 def jit_compile(program: Program, target: Target, stage: Stage = no_stage) -> NativeModel:
@@ -165,6 +167,9 @@ def jit_compile(program: Program, target: Target, stage: Stage = no_stage) -> Na
 
 
 EMITS = ("so", "exe", "obj", "llvm", "ir", "loops")
+# the stages each build reports after the pipeline ("jit": jit_compile; "so", "exe", "obj" with a weights object):
+# with the pass count they size the progress bar
+BUILD_STAGES = {"jit": 4, "so": 7, "exe": 7, "obj": 8, "llvm": 2, "ir": 0, "loops": 0}
 
 
 def write_artifact(result: PipelineResult, target: Target, emit: str, path: str, stage: Stage = no_stage,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from needlec.abi import DEFAULT_PREFIX
-from needlec.api import Compiled, compile
+from needlec.api import Compiled, compile_graph
 from needlec.compiler.ir.graph import Graph, Value
 from needlec.compiler.passes.gradients import gradients
 from needlec.errors import NeedlecError
@@ -212,10 +212,27 @@ def compile_training_step(model: Module, loss_fn: Callable[..., Any], optimizer:
     offset, so every step draws a fresh mask. The step's inputs are named
     ``input`` / ``input0, input1, ...`` (or ``input_names``), then ``target`` /
     ``target0, ...``. ``options`` are ``needlec.compile`` options (``print_after``, ...).
+    A batch of another size (a short last batch) compiles another
+    specialisation of the step, which continues from the same parameters and
+    optimizer state.
     """
     _check_arguments(model, optimizer, example_inputs)
-    recording = _trace_objective(model, loss_fn, _arrays(example_inputs[0], "input"),
-                                 _arrays(example_inputs[1], "target"), input_names)
+    inputs, targets = _arrays(example_inputs[0], "input"), _arrays(example_inputs[1], "target")
+    graph, parameter_names, buffer_names = _training_graph(model, loss_fn, optimizer, inputs, targets, input_names)
+
+    def rebuild(arrays: Sequence[np.ndarray], names: Sequence[str] | None) -> Graph:
+        batch = tuple(arrays)
+        return _training_graph(model, loss_fn, optimizer, batch[:len(inputs)], batch[len(inputs):], input_names)[0]
+
+    compiled = compile_graph(graph, rebuild, target=target, **options)
+    return TrainingStep(model, graph, compiled, parameter_names, buffer_names)
+
+
+def _training_graph(model: Module, loss_fn: Callable[..., Any], optimizer: Optimizer, inputs: tuple[np.ndarray, ...],
+                    targets: tuple[np.ndarray, ...],
+                    input_names: Sequence[str] | None) -> tuple[Graph, list[str], list[str]]:
+    """The training graph for a batch like ``inputs`` and ``targets``, its parameter and buffer variable names."""
+    recording = _trace_objective(model, loss_fn, inputs, targets, input_names)
     graph = recording.graph
     (loss,) = graph.outputs
     parameters, buffer_variables = _state_variables(model, optimizer, recording)
@@ -225,6 +242,4 @@ def compile_training_step(model: Module, loss_fn: Callable[..., Any], optimizer:
                                   for (p, variable), grad in zip(parameters, grads)}, recording.step)
     if loss.producer is not None:
         graph.rename(loss, graph.fresh_name(LOSS_NAME))  # the output's name in the signature and the C header
-    compiled = compile(graph, target=target, **options)
-    return TrainingStep(model, graph, compiled, [variable.name for _, variable in parameters],
-                        [variable.name for variable in buffer_variables])
+    return graph, [variable.name for _, variable in parameters], [variable.name for variable in buffer_variables]

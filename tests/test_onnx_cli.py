@@ -70,10 +70,55 @@ def test_compile_reports_each_stage_on_stderr_unless_quiet(workdir: Path) -> Non
     assert result.returncode == 0, result.stderr
     stages = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("needlec: ")]
     assert stages[0] == "import" and stages[1:1 + len(PASS_NAMES)] == list(PASS_NAMES)
-    assert "link" in stages and result.stderr.splitlines()[-1].startswith(f"wrote {workdir / 'p.so'} (so,")
-    assert all(line.rstrip().endswith(("ms", "s")) for line in result.stderr.splitlines()[:-1])
+    lines = result.stderr.splitlines()
+    assert "link" in stages and lines[-1].startswith(f"needlec: wrote {workdir / 'p.so'} (so,")
+    assert lines[-2].startswith(f"needlec: {len(lines) - 2} stages in ") and "slowest: " in lines[-2]
+    assert all(line.rstrip().endswith(("ms", "s")) for line in lines[:-2])
     quiet = cli("compile", str(workdir / "dense.onnx"), "--input-shape", "x=4x3", "-o", str(workdir / "p.so"), "-q")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+    verbose = cli("compile", str(workdir / "dense.onnx"), "--input-shape", "x=4x3", "-o", str(workdir / "p.so"), "-v")
+    records = verbose.stderr.splitlines()  # every stage as a logging record instead of a progress line
+    assert [line.split()[2].rstrip(":") for line in records[1:1 + len(PASS_NAMES)]] == list(PASS_NAMES)
+    assert all(line.startswith("needlec: debug: ") for line in records[:-1]) and "wrote" in records[-1]
+
+
+def _on_a_terminal(*args: str) -> str:
+    """What ``needlec ARGS`` writes to a 100-column pseudo-terminal (standard output and error together)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "needlec.cli", *args], stdin=follower, stdout=follower,
+                               stderr=follower, cwd=ROOT)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=120) == 0
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_compile_shows_a_progress_bar_on_a_terminal(workdir: Path) -> None:
+    text = _on_a_terminal("compile", str(workdir / "dense.onnx"), "--input-shape", "x=4x3", "-o",
+                          str(workdir / "bar.so"))
+    draws = [draw for draw in text.replace("\r\n", "\n").split("\r") if draw.strip()]
+    assert any(draw.startswith("needlec: llvm: optimize (O3) ") for draw in draws)  # names the running stage
+    done, total, wrote = draws[-1].splitlines()[-3:]
+    stages = int(total.split()[1])
+    assert done.startswith("needlec: done ") and f" {stages}/{stages} [" in done
+    assert total.startswith(f"needlec: {stages} stages in ") and wrote.startswith(f"needlec: wrote {workdir}")
+    assert not any(draw.startswith("needlec: import ") and draw.rstrip().endswith("ms") for draw in draws)  # no lines
 
 
 def test_missing_input_shape_is_the_importers_one_line_error(workdir: Path) -> None:
@@ -168,6 +213,7 @@ def test_compile_progress_flag(workdir: Path, capsys) -> None:
     needlec.compile(str(workdir / "dense.onnx"), input_shapes={"x": (4, 3)}, progress=True)
     err = capsys.readouterr().err
     assert all(f"needlec: {name} " in err for name in PASS_NAMES) and "needlec: jit: load" in err
+    assert err.splitlines()[-1].startswith(f"needlec: {len(PASS_NAMES) + 5} stages in ")
     needlec.compile(str(workdir / "dense.onnx"), input_shapes={"x": (4, 3)})  # auto: quick, so silent
     assert capsys.readouterr().err == ""
 

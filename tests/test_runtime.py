@@ -1,8 +1,11 @@
 """The runtime: input validation, shared-library export and loading."""
 from __future__ import annotations
 
+import io
+import logging
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -126,41 +129,94 @@ def test_aligned_bytes_copies_onto_the_alignment() -> None:
         np.testing.assert_array_equal(copy.view(np.float64), data)
 
 
-def test_progress_modes(monkeypatch) -> None:
-    import io
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as standard error in an interactive shell does."""
 
-    from needlec import progress as progress_module
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shown_as_lines_outside_a_terminal_with_a_total() -> None:
     from needlec.progress import Progress
 
     stream = io.StringIO()
-    always = Progress("always", stream)
-    with always.stage("first"):
-        pass
-    assert stream.getvalue().startswith("needlec: first") and stream.getvalue().endswith(" ms\n")
+    with Progress(True, stream) as progress:
+        with progress.stage("first"):
+            pass
+        with progress.stage("second"):
+            time.sleep(0.01)
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[1] for line in lines[:2]] == ["first", "second"] and lines[0].endswith(" ms")
+    assert lines[2].startswith("needlec: 2 stages in ") and "slowest: second" in lines[2]
 
-    stream = io.StringIO()
-    auto = Progress("auto", stream)
-    with auto.stage("quick"):
-        pass
-    assert stream.getvalue() == ""  # held back: the compilation has not taken long yet
+
+def test_progress_auto_and_never_print_nothing_outside_a_terminal() -> None:
+    from needlec.progress import Progress
+
+    for show in (None, False):
+        stream = io.StringIO()
+        with Progress(show, stream) as progress:
+            with progress.stage("quick"):
+                pass
+        assert stream.getvalue() == "", show
+
+
+def test_progress_bar_on_a_terminal(monkeypatch) -> None:
+    from needlec import progress as progress_module
+    from needlec.progress import Progress
+
+    stream = _Terminal()
+    with Progress(None, stream, expected=3) as progress:
+        with progress.stage("quick"):
+            pass
+    assert stream.getvalue() == ""  # auto: held back, the compilation has not taken a couple of seconds
     monkeypatch.setattr(progress_module, "AUTO_DELAY", 0.0)
-    with auto.stage("slow"):
-        pass
-    assert [line.split()[1] for line in stream.getvalue().splitlines()] == ["quick", "slow"]
-
-    stream = io.StringIO()
-    never = Progress("never", stream)
-    with pytest.raises(ValueError):
-        with never.stage("failing"):
-            raise ValueError("boom")
+    monkeypatch.setattr(progress_module, "REFRESH", 0.01)
+    stream = _Terminal()
+    with Progress(True, stream, expected=3) as progress:
+        with progress.stage("parse"):
+            pass
+        with progress.stage("llvm: optimize (O3)"):
+            time.sleep(0.1)  # the bar is redrawn while a stage runs
+    text = stream.getvalue()
+    assert "needlec: llvm: optimize (O3)" in text and "1/3" in text and "2/3" in text
+    assert text.count("llvm: optimize (O3)") >= 3  # redrawn during the long stage, not only at its ends
+    last_draw = text.rsplit("\r", 1)[1].splitlines()
+    assert last_draw[0].startswith("needlec: done") and "2/2" in last_draw[0]  # complete when closed
+    assert last_draw[1].startswith("needlec: 2 stages in ") and "slowest: llvm: optimize (O3) " in last_draw[1]
+    stream = _Terminal()
+    with Progress(False, stream) as progress:
+        with progress.stage("quiet"):
+            pass
     assert stream.getvalue() == ""
-    with pytest.raises(needlec.NeedlecError, match="unknown progress mode 'loud'"):
-        Progress("loud")
+
+
+def test_progress_logs_every_stage_and_the_total(caplog) -> None:
+    from needlec.progress import Progress
+
+    caplog.set_level(logging.DEBUG, logger="needlec")
+    with pytest.raises(ValueError):
+        with Progress(False) as progress:
+            with progress.stage("failing"):
+                raise ValueError("boom")
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["failing"]  # no total for a failure
+    caplog.clear()
+    with Progress(False) as progress:
+        with progress.stage("first"):
+            pass
+    assert [(r.name, r.levelno) for r in caplog.records] == [("needlec.progress", logging.DEBUG),
+                                                             ("needlec.progress", logging.DEBUG)]
+    assert caplog.records[1].getMessage().startswith("compiled: 1 stages in ")
+
+
+def test_the_library_logs_nothing_by_default() -> None:
+    code = ("import numpy as np, needlec; needlec.compile(lambda x: x * 2, [np.ones(3, np.float32)], "
+            "progress=None); import logging; logging.getLogger('needlec').warning('seen')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr
 
 
 def test_progress_reports_every_pass_as_an_instrument() -> None:
-    import io
-
     from needlec.compiler.passes import PASSES
     from needlec.compiler.pipeline import Pipeline
     from needlec.progress import Progress
@@ -169,5 +225,5 @@ def test_progress_reports_every_pass_as_an_instrument() -> None:
     graph = Graph("g")
     x = graph.add_input("x", TensorType((2,), DType.F32))
     graph.set_outputs([graph.add("neg", x)])
-    Pipeline(instruments=[Progress("always", stream)]).run(graph)
+    Pipeline(instruments=[Progress(True, stream)]).run(graph)
     assert [line.split()[1] for line in stream.getvalue().splitlines()] == [p.name for p in PASSES]

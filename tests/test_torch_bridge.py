@@ -77,12 +77,17 @@ def test_compile_a_torch_module(make: Callable[[], nn.Module], shape: tuple[int,
     x = rand(*shape)
     compiled = needlec.compile(model, [x], progress=False)
     np.testing.assert_allclose(compiled(x), reference(model, x), atol=1e-4, rtol=1e-4)
+    other = rand(3, *shape[1:])  # another batch: a new specialisation, exported from PyTorch again
+    np.testing.assert_allclose(compiled(other), reference(model, other), atol=1e-4, rtol=1e-4)
+    lazy = needlec.compile(model, progress=False)  # compiled at its first call
+    np.testing.assert_allclose(lazy(x), reference(model, x), atol=1e-4, rtol=1e-4)
 
 
 def test_torch_module_errors() -> None:
     model = block()
-    with pytest.raises(NeedlecError, match="needs example_inputs"):
-        needlec.compile(model)
+    lazy = needlec.compile(model, progress=False)  # compiled at its first call, from that call's inputs
+    with pytest.raises(NeedlecError, match="input 0 must be a numpy array, found Tensor"):
+        lazy(torch.rand(2, 3, 8, 8))
     with pytest.raises(NeedlecError, match="expected a torch.nn.Module"):
         needlec.from_torch(lambda x: x, [rand(2)])
 
