@@ -206,14 +206,20 @@ def _compile_cmd(args: argparse.Namespace) -> None:
 
 
 def _ir_cmd(args: argparse.Namespace) -> None:
+    from needlec.build.toolchain import output_path
     from needlec.compiler.ir.printer import print_graph
     from needlec.compiler.loops.printer import print_program
+    from needlec.draw import render
     from needlec.driver import optimized_llvm_ir, run_pipeline
 
+    pictures = {fmt: path for fmt, path in (("dot", args.dot), ("svg", args.svg), ("html", args.html)) if path}
+    for path in pictures.values():
+        output_path(path)  # fail before compiling when a folder is missing
     progress = _progress(args, "auto")
     target = _target(args)
     graph = _load_model(args, progress)
-    stages = ("input", "graph", "loops", "llvm") if args.stage == "all" else (args.stage,)
+    stage = args.stage or (None if pictures else "all")  # a picture alone prints no IR
+    stages = ("input", "graph", "loops", "llvm") if stage == "all" else (stage,) if stage else ()
     elide = None if args.full_constants else 16
     if "input" in stages:
         print(f"// ----- input graph -----\n{print_graph(graph, elide_constants=elide)}")
@@ -227,6 +233,10 @@ def _ir_cmd(args: argparse.Namespace) -> None:
     if "llvm" in stages:
         text = optimized_llvm_ir(result.program, target, progress.stage)
         print(f"// ----- LLVM IR (optimised) -----\n{text}")
+    for fmt, path in pictures.items():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(render(result, fmt))
+        log.info("wrote %s", path)
 
 
 def _input_files(names: Sequence[str], named: Sequence[str], items: Sequence[str]) -> dict[str, str]:
@@ -500,12 +510,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay of the optimizer")
     _pipeline_args(p)
 
-    p = add("ir", "print a model's IR at every stage", _ir_cmd)
+    p = add("ir", "print a model's IR at every stage, or draw its data flow, kernels and memory plan", _ir_cmd)
     _model_args(p)
-    p.add_argument("--stage", choices=("all", "input", "graph", "loops", "llvm"), default="all",
+    p.add_argument("--stage", choices=("all", "input", "graph", "loops", "llvm"),
                    help="which IR to print: the input graph, the graph after the graph passes, the loop IR, "
-                        "the optimised LLVM IR, or all of them")
+                        "the optimised LLVM IR, or all of them (default: all); none when only pictures are asked for")
     p.add_argument("--full-constants", action="store_true", help="print every constant in full")
+    pictures = p.add_argument_group("pictures of the compiled graph: its nodes boxed by kernel, and the memory plan")
+    pictures.add_argument("--dot", metavar="PATH", help="write the picture as graphviz DOT text")
+    pictures.add_argument("--svg", metavar="PATH",
+                          help="write the picture as SVG (through graphviz's dot when it is on PATH, else a built-in "
+                               "layered layout)")
+    pictures.add_argument("--html", metavar="PATH",
+                          help="write one self-contained HTML page: the SVG, a table of the kernels and the memory "
+                               "plan")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     _pipeline_args(p)
 
