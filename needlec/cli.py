@@ -329,7 +329,7 @@ def _run_cmd(args: argparse.Namespace) -> None:
 
     import needlec
     from needlec.build.executable import output_file_names
-    from needlec.driver import _run_python_model, jit_compile, load_model_file, run_pipeline, to_graph
+    from needlec.cache import compile_model_file
 
     if args.repeat < 1:
         raise NeedlecError(f"--repeat expects a positive count, found {args.repeat}")
@@ -343,24 +343,27 @@ def _run_cmd(args: argparse.Namespace) -> None:
             raise NeedlecError("--cpu applies to model files; a compiled library runs the code it was built with")
         runner = needlec.load(args.model)
     else:
-        progress = _progress(args, "auto")
         target = _target(args)
-        with progress.stage(f"import {os.path.basename(args.model)}"):
-            if args.model.endswith(".py") and os.path.isfile(args.model):
-                if args.input_shape:
-                    raise NeedlecError(f"input shapes apply to ONNX models only; {args.model} fixes its own shapes")
-                model, example_inputs = _run_python_model(args.model)
-                graph = to_graph(model, example_inputs)
-                graph.name = os.path.splitext(os.path.basename(args.model))[0]
-                example = {v.name: x for v, x in zip(graph.inputs, example_inputs)}
-            else:
-                shapes = _input_shapes(args.input_shape)
-                if shapes is None and args.model.endswith(".onnx") and os.path.isfile(args.model) and (
-                        args.input or args.inputs):
-                    shapes = _onnx_shapes_from_files(args.model, args.input, args.inputs) or None
-                graph = load_model_file(args.model, shapes, args.size_budget)
-        result = run_pipeline(graph, target, progress)
-        runner = jit_compile(result.program, target, progress.stage)
+        if args.model.endswith(".py") and os.path.isfile(args.model):  # never cached: see needlec/cache.py
+            from needlec.driver import _run_python_model, jit_compile, run_pipeline, to_graph
+
+            if args.input_shape:
+                raise NeedlecError(f"input shapes apply to ONNX models only; {args.model} fixes its own shapes")
+            with _progress(args, "auto") as progress:
+                with progress.stage(f"import {os.path.basename(args.model)}"):
+                    model, example_inputs = _run_python_model(args.model)
+                    graph = to_graph(model, example_inputs)
+                    graph.name = os.path.splitext(os.path.basename(args.model))[0]
+                    example = {v.name: x for v, x in zip(graph.inputs, example_inputs)}
+                runner = jit_compile(run_pipeline(graph, target, progress).program, target, progress.stage)
+        else:
+            shapes = _input_shapes(args.input_shape)
+            if shapes is None and args.model.endswith(".onnx") and os.path.isfile(args.model) and (
+                    args.input or args.inputs):
+                shapes = _onnx_shapes_from_files(args.model, args.input, args.inputs) or None
+            with _progress(args, "auto") as progress:
+                runner = compile_model_file(args.model, shapes, args.size_budget, target, progress,
+                                            use_cache=not args.no_cache)
     specs = runner.signature.inputs
     names = [spec.name for spec in specs]
     if args.random_inputs:
@@ -395,6 +398,19 @@ def _run_cmd(args: argparse.Namespace) -> None:
         variables: dict[str, Any] = runner.variables()
         np.savez(args.save_variables, **variables)
         print(f"variables ({len(runner.signature.variables)}) -> {args.save_variables}")
+
+
+def _cache_cmd(args: argparse.Namespace) -> None:
+    """``needlec cache``: the compile cache's location, entries and bytes; ``--clear`` empties it first."""
+    from needlec.cache import cache_dir, clear, entries, max_bytes
+
+    if args.clear:
+        count, size = clear()
+        print(f"removed {count} entr{'y' if count == 1 else 'ies'} ({size} bytes) from {cache_dir()}")
+    if args.info or not args.clear:
+        found = entries()
+        print(f"location: {cache_dir()}\nentries: {len(found)}\n"
+              f"bytes: {sum(e.size for e in found)} of at most {max_bytes()} (NEEDLEC_CACHE_MAX_BYTES)")
 
 
 def _load_variables(runner: Any, path: str) -> None:
@@ -544,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-variables", metavar="FILE.npz",
                    help="write the variables after the run, so the next run (--load-variables) continues from them")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compile an .onnx or .nir model afresh without the compile cache (see `needlec cache`)")
+
+    p = add("cache", "show or clear the compile cache of `needlec run` (NEEDLEC_CACHE_DIR, "
+                     "NEEDLEC_CACHE_MAX_BYTES)", _cache_cmd)
+    p.add_argument("--clear", action="store_true", help="delete every cached library")
+    p.add_argument("--info", action="store_true", help="print the location, entries and bytes (the default)")
 
     p = add("passes", "list a target's pipeline passes in order", _passes_cmd)
     _target_arg(p)
