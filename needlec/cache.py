@@ -48,7 +48,8 @@ from needlec.errors import ArtifactError, NeedlecError
 if TYPE_CHECKING:  # the compiler and onnx load only when a model is compiled, so `needlec cache` starts fast
     import onnx
 
-    from needlec.compiler.pipeline import PipelineResult, Stage
+    from needlec.compiler.instrument import Stage
+    from needlec.compiler.pipeline import PipelineResult
     from needlec.compiler.target import Target
     from needlec.progress import Progress
     from needlec.runtime.native import NativeModel

@@ -108,11 +108,12 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _progress(args: argparse.Namespace, mode: str) -> Progress:
-    """``always`` (compile: a bar on a terminal, else a line per stage) or ``auto`` (ir, run: a bar on a terminal
-    once compiling takes a couple of seconds); nothing with -q, nor with -v, which logs every stage instead."""
+    """``always`` (compile: a bar on a terminal, else a line per stage), ``auto`` (ir, run: a bar on a terminal
+    once compiling takes a couple of seconds) or ``never``; nothing with -q, nor with -v, which logs every stage
+    instead."""
     from needlec.progress import Progress
 
-    return Progress(False if args.quiet or args.verbose else {"always": True, "auto": None}[mode])
+    return Progress(False if args.quiet or args.verbose else {"always": True, "auto": None, "never": False}[mode])
 
 
 class _DumpOnly(io.StringIO):
@@ -215,27 +216,31 @@ def _ir_cmd(args: argparse.Namespace) -> None:
     pictures = {fmt: path for fmt, path in (("dot", args.dot), ("svg", args.svg), ("html", args.html)) if path}
     for path in pictures.values():
         output_path(path)  # fail before compiling when a folder is missing
-    progress = _progress(args, "auto")
     target = _target(args)
-    graph = _load_model(args, progress)
     stage = args.stage or (None if pictures else "all")  # a picture alone prints no IR
     stages = ("input", "graph", "loops", "llvm") if stage == "all" else (stage,) if stage else ()
-    elide = None if args.full_constants else 16
-    if "input" in stages:
-        print(f"// ----- input graph -----\n{print_graph(graph, elide_constants=elide)}")
-    options = _options(args)
-    options["elide_constants"] = elide
-    result = run_pipeline(graph, target, progress, **options)
-    if "graph" in stages:
-        print(f"// ----- graph after the last graph pass -----\n{print_graph(result.graph, elide_constants=elide)}")
-    if "loops" in stages:
-        print(f"// ----- loop IR -----\n{print_program(result.program, elide_constants=elide)}")
-    if "llvm" in stages:
-        text = optimized_llvm_ir(result.program, target, progress.stage)
-        print(f"// ----- LLVM IR (optimised) -----\n{text}")
-    for fmt, path in pictures.items():
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(render(result, fmt))
+    printing = bool(stages) or args.print_after_all or bool(args.print_after)
+    with _progress(args, "never" if printing and sys.stdout.isatty() else "auto") as progress:  # no bar in the text
+        graph = _load_model(args, progress)
+        elide = None if args.full_constants else 16
+        if "input" in stages:
+            print(f"// ----- input graph -----\n{print_graph(graph, elide_constants=elide)}")
+        options = _options(args)
+        options["elide_constants"] = elide
+        result = run_pipeline(graph, target, progress, **options)
+        if "graph" in stages:
+            print(f"// ----- graph after the last graph pass -----\n{print_graph(result.graph, elide_constants=elide)}")
+        if "loops" in stages:
+            print(f"// ----- loop IR -----\n{print_program(result.program, elide_constants=elide)}")
+        if "llvm" in stages:
+            text = optimized_llvm_ir(result.program, target, progress.stage)
+            print(f"// ----- LLVM IR (optimised) -----\n{text}")
+        for fmt, path in pictures.items():
+            with progress.stage(f"draw {fmt}"):
+                picture = render(result, fmt)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(picture)
+    for path in pictures.values():
         log.info("wrote %s", path)
 
 

@@ -35,7 +35,8 @@ from needlec.compiler.ir.parser import parse_graph
 from needlec.compiler.ir.printer import print_graph
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.loops.printer import print_program
-from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult, Stage, no_stage
+from needlec.compiler.instrument import Stage, no_stage
+from needlec.compiler.pipeline import Pipeline, PipelineOptions, PipelineResult
 from needlec.compiler.target import Target
 from needlec.errors import NeedlecError
 from needlec.frontend.nn import GraphModule, Module

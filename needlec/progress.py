@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from needlec.compiler.passes import Pass
-from needlec.compiler.pipeline import Instrumentation
+from needlec.compiler.instrument import Instrumentation
+
+if TYPE_CHECKING:
+    from needlec.compiler.passes import Pass
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__import__("needlec").__file__).parent
 # driver level: assembles the layers below it; nothing below may import it
 DRIVER = ("needlec.driver", "needlec.api", "needlec.cli", "needlec.training", "needlec.autodiff",
           "needlec.onnx_backend", "needlec.progress", "needlec.torch_bridge", "needlec.optim", "needlec.nn",
-          "needlec.ops", "needlec.draw")
+          "needlec.ops", "needlec.draw", "needlec.cache")
 ROOT = "needlec"  # the package itself: importing it imports the driver
 
 # (importing modules, forbidden imports, why); a prefix matches the module and its submodules

@@ -15,7 +15,7 @@ import numpy as np
 from needlec import abi
 from needlec.build.llvm import optimized_module
 from needlec.compiler.codegen.cpu import CpuArtifact
-from needlec.compiler.pipeline import Stage, no_stage
+from needlec.compiler.instrument import Stage, no_stage
 from needlec.runtime.cpu_check import check_cpu_features
 from needlec.runtime.native import EntryFn, NativeModel, VariableFn
 from needlec.runtime.signature import Signature

@@ -5,7 +5,7 @@ import llvmlite.binding as llvm
 
 from needlec.compiler.codegen.cpu import CpuArtifact
 from needlec.compiler.codegen.llvm_target import optimize, target_machine
-from needlec.compiler.pipeline import Stage, no_stage
+from needlec.compiler.instrument import Stage, no_stage
 from needlec.errors import CodegenError
 
 

@@ -32,7 +32,7 @@ from needlec.build.header import c_header
 from needlec.build.llvm import optimized_module
 from needlec.build.toolchain import output_path, run_cc
 from needlec.compiler.codegen.cpu import CpuArtifact
-from needlec.compiler.pipeline import Stage, no_stage
+from needlec.compiler.instrument import Stage, no_stage
 from needlec.runtime.signature import Signature
 
 C_FLAGS = ("-std=c99", "-O2", "-fPIC")

@@ -26,12 +26,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import numpy as np
 
+from needlec.compiler.instrument import Instrumentation
 from needlec.compiler.interpreter import evaluate
 from needlec.compiler.ir.graph import Graph
 from needlec.compiler.ir.printer import print_graph
@@ -43,28 +43,6 @@ from needlec.compiler.loops.verifier import verify_program
 from needlec.compiler.passes import PASS_NAMES, Pass, passes_for
 from needlec.compiler.target import Target
 from needlec.errors import NeedlecError, PassError
-
-Stage = Callable[[str], AbstractContextManager]  # reports a named step outside the pass table (codegen, linking)
-
-
-def no_stage(name: str) -> AbstractContextManager:
-    """A ``Stage`` that reports nothing."""
-    return nullcontext()
-
-
-class Instrumentation:
-    """Hooks the pass manager calls around every pass; the defaults do nothing."""
-
-    def run_pass(self, p: Pass, run: Callable[[], Any]) -> Any:
-        """Run pass ``p`` by calling ``run()`` and return its result (wrap it to time or report it)."""
-        return run()
-
-    def after_pass(self, position: int, p: Pass, ir: Any) -> None:
-        """Inspect the IR ``p`` produced; raising fails the pass."""
-
-    def finish(self, timings: Sequence[tuple[str, float]]) -> None:
-        """Called once after the last pass with the seconds each pass took."""
-
 
 class VerifyEach(Instrumentation):
     """The structural verifier after every pass: the graph verifier, then the loop-IR verifier."""
