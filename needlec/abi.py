@@ -15,6 +15,20 @@ chose another), so two models can live in one C program. With prefix ``P``:
 ``void *P_variable(int32_t i)``
     the storage of variable ``i`` (signature order), or NULL when out of range.
 
+Per-kernel profiling (``compiler/codegen/profiling.py`` emits it,
+``runtime/profile.py`` reads it), off until it is switched on:
+
+``int32_t P_set_profiling(int32_t on)``
+    time every kernel call of the following runs (``on`` nonzero) or stop;
+    returns the previous setting.
+``int64_t *P_profile_counters(void)``
+    ``len(PROFILE_FIELDS)`` int64 counters per kernel, kernel after kernel,
+    in ``CLOCK_MONOTONIC`` nanoseconds; writable (zero them to start afresh).
+``const char *P_profile_info(void)``
+    JSON: each kernel's name, the graph nodes it implements (``sources``:
+    node, op, origin) and its static ``flops`` and ``bytes`` estimates per call
+    (``compiler/loops/cost.py``).
+
 Shared libraries, objects and executables also define ``P_run_checked`` and
 ``P_last_error`` (``build/checked.py``).
 
@@ -68,6 +82,24 @@ def last_error(prefix: str = DEFAULT_PREFIX) -> str:
 def data_symbol(prefix: str, index: int) -> str:
     """The (hidden) symbol of external data ``index``: ``<prefix>_data_<index>``."""
     return f"{prefix}_data_{index}"
+
+
+PROFILE_FIELDS = ("total_ns", "calls", "last_start_ns", "last_ns")  # per kernel, in P_profile_counters
+
+
+def set_profiling(prefix: str = DEFAULT_PREFIX) -> str:
+    """The profiling switch, ``<prefix>_set_profiling``."""
+    return f"{prefix}_set_profiling"
+
+
+def profile_counters(prefix: str = DEFAULT_PREFIX) -> str:
+    """The per-kernel counters' getter, ``<prefix>_profile_counters``."""
+    return f"{prefix}_profile_counters"
+
+
+def profile_info(prefix: str = DEFAULT_PREFIX) -> str:
+    """The per-kernel static information's getter, ``<prefix>_profile_info``."""
+    return f"{prefix}_profile_info"
 
 
 def macro_prefix(prefix: str) -> str:

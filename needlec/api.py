@@ -48,6 +48,7 @@ from needlec.progress import Progress
 from needlec.runtime.cpu_check import check_cpu_features, missing_features
 from needlec.runtime.library import load as load_library
 from needlec.runtime.native import NativeModel
+from needlec.runtime.profile import Profile
 from needlec.runtime.signature import Signature
 from needlec.torch_bridge import from_torch, is_torch_module
 
@@ -219,6 +220,17 @@ class Compiled:
     def variables(self) -> dict[str, np.ndarray]:
         """Copies of every variable, by name."""
         return self._current.native.variables()
+
+    def profile(self, *args: Any, repeat: int = 10, trace: str | os.PathLike[str] | None = None,
+                **kwargs: Any) -> Profile:
+        """Time every kernel over ``repeat`` runs on these inputs; the ``Profile`` (print it: kernels by time).
+
+        One untimed run comes first: it picks (or compiles) the specialisation for the inputs' shapes and warms
+        the caches. ``trace`` is a path to write a Chrome trace-event JSON to (Perfetto, chrome://tracing).
+        A stateful model's variables advance with every run, the untimed one included.
+        """
+        self(*args, **kwargs)
+        return self._current.native.profile(*args, repeat=repeat, warmup=0, trace=trace, **kwargs)
 
     def export(self, path: str, header: str | None = None, name: str = DEFAULT_PREFIX) -> str:
         """Write a self-contained shared library (weights inside) to ``path``, optionally a C header.

@@ -380,12 +380,16 @@ def _run_cmd(args: argparse.Namespace) -> None:
     if args.load_variables:
         _load_variables(runner, args.load_variables)
     outputs = runner(**inputs)
-    if args.repeat > 1:
-        times = []
+    profile, times = None, []
+    if args.profile or args.profile_json:  # the run above was the warm-up; the profiled runs are the timed ones
+        profile = runner.profile(*[inputs[n] for n in names], repeat=args.repeat, warmup=0, trace=args.profile_json)
+        times = [e.duration_ns / 1e6 for e in profile.events if e.kernel is None]
+    elif args.repeat > 1:
         for _ in range(args.repeat):
             begin = time.perf_counter()
             runner(**inputs)
             times.append((time.perf_counter() - begin) * 1000)
+    if args.repeat > 1:
         lo, p50, p90, hi = np.percentile(times, [0, 50, 90, 100])
         print(f"latency over {args.repeat} runs (ms): min {lo:.3f}  p50 {p50:.3f}  p90 {p90:.3f}  max {hi:.3f}")
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
@@ -403,6 +407,10 @@ def _run_cmd(args: argparse.Namespace) -> None:
         variables: dict[str, Any] = runner.variables()
         np.savez(args.save_variables, **variables)
         print(f"variables ({len(runner.signature.variables)}) -> {args.save_variables}")
+    if profile is not None:
+        print(profile)
+        if args.profile_json:
+            print(f"trace ({len(profile.events)} events) -> {args.profile_json}")
 
 
 def _cache_cmd(args: argparse.Namespace) -> None:
@@ -558,7 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on seeded random data of each input's shape and dtype instead of files")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-inputs")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="time N calls and print the latency percentiles (min, p50, p90, max)")
+                   help="time N calls and print the latency percentiles (min, p50, p90, max); with --profile, "
+                        "profile N calls")
+    p.add_argument("--profile", action="store_true",
+                   help="after the outputs, print each kernel's time over the --repeat runs: its graph nodes, "
+                        "calls, total and mean time, share, GFLOP/s and GB/s (from static estimates)")
+    p.add_argument("--profile-json", metavar="PATH",
+                   help="profile (as --profile) and write a Chrome trace-event JSON of every kernel call to PATH "
+                        "(open it in https://ui.perfetto.dev or chrome://tracing)")
     p.add_argument("--output-dir", metavar="DIR", help="write each output as DIR/NAME.npy")
     p.add_argument("--load-variables", metavar="FILE.npz",
                    help="start from these variables (a training step's parameters and optimizer state)")

@@ -18,6 +18,7 @@ from needlec.compiler.codegen.cpu import CpuArtifact
 from needlec.compiler.instrument import Stage, no_stage
 from needlec.runtime.cpu_check import check_cpu_features
 from needlec.runtime.native import EntryFn, NativeModel, VariableFn
+from needlec.runtime.profile import Profiler
 from needlec.runtime.signature import Signature
 
 
@@ -52,4 +53,6 @@ def jit_load(artifact: CpuArtifact, stage: Stage = no_stage) -> NativeModel:
     sig_fn = ctypes.CFUNCTYPE(ctypes.c_char_p)(engine.get_function_address(abi.signature(prefix)))
     signature = Signature.from_json(sig_fn().decode())
     variable = VariableFn(engine.get_function_address(abi.variable(prefix)))
-    return NativeModel(signature, entry, variable, keepalive=(engine, module, buffers))
+    profiler = Profiler.bind(engine.get_function_address, prefix)
+    return NativeModel(signature, entry, variable, keepalive=(engine, module, buffers),
+                       profiler=profiler)

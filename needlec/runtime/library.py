@@ -18,6 +18,7 @@ from needlec import abi
 from needlec.errors import ArtifactError
 from needlec.runtime.cpu_check import check_cpu_features
 from needlec.runtime.native import EntryFn, NativeModel, VariableFn
+from needlec.runtime.profile import Profiler
 from needlec.runtime.signature import Signature
 
 _SHT_DYNSYM = 11
@@ -114,4 +115,5 @@ def load(path: str, name: str | None = None) -> NativeModel:
                             f"{prefix!r} ({exc})") from None
     signature = Signature.from_json(sig_fn().decode())  # data only: runs no model code
     check_cpu_features(signature.cpu, signature.cpu_features, path)
-    return NativeModel(signature, entry, variable, keepalive=lib)
+    profiler = Profiler.from_library(lib, prefix)  # None for a library built before profiling existed
+    return NativeModel(signature, entry, variable, keepalive=lib, profiler=profiler)

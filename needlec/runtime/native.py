@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Any
 
 import numpy as np
 
 from needlec.errors import NeedlecError
+from needlec.runtime.profile import Profile, Profiler
 from needlec.runtime.signature import Signature
 
 EntryFn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
@@ -19,14 +21,18 @@ class NativeModel:
     Returns one array for a single-output graph, else a tuple. Calls are
     serialised by the caller: the module's static arena is not reentrant.
     Variables (persistent state) live in the module and are read and written
-    with ``get_variable`` / ``set_variable`` / ``variables``.
+    with ``get_variable`` / ``set_variable`` / ``variables``. ``profile`` times
+    each kernel (``runtime/profile.py``; ``profiler`` is None for a library
+    built without profiling support).
     """
 
-    def __init__(self, signature: Signature, entry: Any, variable: Any, keepalive: Any = None) -> None:
+    def __init__(self, signature: Signature, entry: Any, variable: Any, keepalive: Any = None,
+                 profiler: Profiler | None = None) -> None:
         self.signature = signature
         self._entry = entry
         self._variable = variable
         self._keepalive = keepalive
+        self.profiler = profiler
 
     def _variable_view(self, name: str) -> np.ndarray:
         index = self.signature.variable_index(name)
@@ -50,6 +56,21 @@ class NativeModel:
     def variables(self) -> dict[str, np.ndarray]:
         """Copies of every variable, by name."""
         return {spec.name: self.get_variable(spec.name) for spec in self.signature.variables}
+
+    def profile(self, *args: Any, repeat: int = 10, warmup: int = 1,
+                trace: str | os.PathLike[str] | None = None, **kwargs: Any) -> Profile:
+        """Run the model ``warmup`` times, then ``repeat`` times timing every kernel; their ``Profile``.
+
+        ``str(profile)`` is a table of the kernels by time; ``trace`` is a path to write Chrome trace-event
+        JSON to (Perfetto, chrome://tracing). The variables of a stateful model advance with every run.
+        """
+        if self.profiler is None:
+            raise NeedlecError(f"{self.signature.name}: this library was built without profiling support "
+                               "(compile it again with this needlec to profile it)")
+        profile = self.profiler.run(self, args, kwargs, self.signature.name, repeat, warmup)
+        if trace is not None:
+            profile.write_trace(trace)
+        return profile
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self.signature.bind(args, kwargs)

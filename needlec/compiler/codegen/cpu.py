@@ -3,9 +3,11 @@
 The module holds every kernel (internal functions), small weights as private
 constants, small variables (persistent state such as trained parameters) as
 private mutable globals initialised with their first value, a static arena
-for intermediates and the three exported symbols of ``needlec/abi.py``
-(``<prefix>_run``, ``<prefix>_signature``, ``<prefix>_variable``; the prefix
-is the artifact's ``symbol_prefix``, ``needlec`` by default).
+for intermediates and the exported symbols of ``needlec/abi.py``
+(``<prefix>_run``, ``<prefix>_signature``, ``<prefix>_variable`` and the
+profiling ones; the prefix is the artifact's ``symbol_prefix``, ``needlec``
+by default). The entry calls the kernels in order, timing each call when
+profiling is switched on (``codegen/profiling.py``).
 
 Constants and variables over ``INLINE_LIMIT`` bytes are *external data*: the
 module only declares them (``external hidden`` globals named by
@@ -29,6 +31,7 @@ import numpy as np
 from needlec import abi
 from needlec.compiler.codegen.half_libcalls import define_half_libcalls
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
+from needlec.compiler.codegen.profiling import emit_kernel_calls
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.target import Target
 
@@ -155,8 +158,8 @@ def emit_module(program: Program, target: Target, prefix: str = abi.DEFAULT_PREF
             assert arena is not None
             pointers[name] = b.gep(arena, [ir.Constant(I64, 0), ir.Constant(I64, where.offset)],
                                    inbounds=True, name=llvm_name(name))
-    for kernel, fn in zip(program.kernels, kernels):
-        b.call(fn, [pointers[buf.name] for buf in kernel.buffers])
+    emit_kernel_calls(b, [(fn, [pointers[buf.name] for buf in kernel.buffers])
+                          for kernel, fn in zip(program.kernels, kernels)], program, prefix)
     b.ret(ir.Constant(I32, 0))
 
     text = signature_json(program, target).encode() + b"\0"

@@ -279,7 +279,8 @@ class If(Stmt):
 
 @dataclass(frozen=True)
 class Source:
-    """One graph node a kernel implements: its name, op and attributes (sorted by key).
+    """One graph node a kernel implements: its name, op and attributes (sorted by key), and the node's
+    ``origin`` (its provenance, such as the ONNX node ``/0/Conv``; None when it has none).
 
     A variable update's kernel has ``op="update"`` and the variable's name.
     """
@@ -287,6 +288,7 @@ class Source:
     node: str
     op: str
     attrs: tuple[tuple[str, Any], ...] = ()
+    origin: str | None = None
 
 
 @dataclass(frozen=True)

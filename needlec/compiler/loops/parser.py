@@ -375,13 +375,17 @@ class _ProgramParser:
 
     @staticmethod
     def source(p: _LineParser) -> Source:
-        """``%node (op {k=v, ...})``."""
+        """``%node (op {k=v, ...})``, then ``origin="..."`` where the node has one."""
         node = p.expect("value", what="a source node (%name)").value
         p.expect("punct", "(")
         op = p.name()
         attrs = p.attributes()
         p.expect("punct", ")")
-        return Source(node, op, tuple(sorted(attrs.items())))
+        origin = None
+        if p.accept("ident", "origin"):
+            p.expect("punct", "=")
+            origin = p.expect("string", what="a quoted origin").value
+        return Source(node, op, tuple(sorted(attrs.items())), origin)
 
     def block(self, depth: int, names: dict[str, DType | None], buffers: dict[str, Buffer]) -> tuple[Stmt, ...]:
         stmts: list[Stmt] = []

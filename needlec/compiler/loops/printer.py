@@ -22,7 +22,8 @@ Buffers print with the ``%`` of the graph values they hold (loop variables
 and locals are bare names); a signature entry names its buffer when the
 buffer's name differs from the graph value's. Names that are not plain are
 quoted, as in the graph IR. A kernel's sources print after ``// from``:
-each graph node with its op and attributes (``%y (transpose {perm=[1, 0]})``).
+each graph node with its op and attributes (``%y (transpose {perm=[1, 0]})``)
+and its origin where it has one (``%h (conv2d {...}) origin="/0/Conv"``).
 Constant and variable data print flat, as the graph IR prints constants
 (exact literals up to 16 elements, else base64); ``elide_constants=N``
 shortens larger ones for dumps (those do not parse back).
@@ -44,7 +45,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from needlec.compiler.ir.dtypes import DType
-from needlec.compiler.ir.printer import format_attr, format_dense, format_name
+from needlec.compiler.ir.printer import format_attr, format_dense, format_name, quote_string
 from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, Expr, If, Kernel, Load, Local,
                                        LocalRef, Loop, LoopKind, Program, Select, Source, Stmt, Storage,
                                        StorageKind, Store, Unary, Var)
@@ -170,7 +171,8 @@ def _buffer(buf: Buffer) -> str:
 
 def _source(source: Source) -> str:
     attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in source.attrs)
-    return f"%{format_name(source.node)} ({source.op}{' {' + attrs + '}' if attrs else ''})"
+    origin = "" if source.origin is None else f" origin={quote_string(source.origin)}"
+    return f"%{format_name(source.node)} ({source.op}{' {' + attrs + '}' if attrs else ''}){origin}"
 
 
 def print_kernel(kernel: Kernel) -> str:

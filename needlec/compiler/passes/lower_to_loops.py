@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from needlec.compiler.ir.graph import Graph, Value
+from needlec.compiler.ir.graph import Graph, Node, Value
 from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand
 from needlec.compiler.loops.ir import Buffer, Kernel, Program, Source, Storage
 from needlec.compiler.ops.registry import LowerFn, get_op
@@ -70,7 +70,7 @@ def lower_to_loops(graph: Graph) -> Program:
         ins = [BufferOperand(base[id(v)], v.type) for v in node.inputs]
         outs = [BufferOperand(base[id(v)], v.type) for v in node.outputs]
         kernels.append(make_kernel(kernel_name(len(kernels), node.op, node.origin), opdef.lower, ins, outs, node.attrs,
-                                   Source(node.name, node.op, tuple(sorted(node.attrs.items())))))
+                                   node_source(node)))
 
     copy = get_op("copy").lower
     assert copy is not None
@@ -85,6 +85,12 @@ def lower_to_loops(graph: Graph) -> Program:
                    [(v.name, v.shape, v.dtype) for v in graph.inputs],
                    [(v.name, v.shape, v.dtype) for v in graph.outputs],
                    [(v.name, v.shape, v.dtype) for v in graph.variables])
+
+
+def node_source(node: Node) -> Source:
+    """The ``Source`` naming ``node`` in a kernel: its name, op, attributes and origin (kept for profiles and dumps;
+    passes that fold a node into another's kernel name it with this too)."""
+    return Source(node.name, node.op, tuple(sorted(node.attrs.items())), node.origin)
 
 
 def kernel_name(index: int, op: str, origin: str | None) -> str:
