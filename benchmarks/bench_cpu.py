@@ -170,6 +170,16 @@ def host_info(threads: int) -> dict[str, Any]:
     return info
 
 
+def load_warning(info: dict[str, Any]) -> str | None:
+    """A warning where the 1-minute load average (before or after) exceeds the cores, else None."""
+    load = max(info["load_average"][0], info.get("load_average_after", [0.0])[0])
+    if load <= info["cores"]:
+        return None
+    return (f"WARNING: load average {load:.2f} > {info['cores']} cores: other processes share the cores, and thread "
+            f"pools waiting at barriers (ONNX Runtime, PyTorch, OpenBLAS, needlec's) suffer most, so peer times and "
+            f"ratios are distorted; compare on a quiet machine or with --threads 1")
+
+
 def host_line(info: dict[str, Any]) -> str:
     features = " ".join(f"{f}={'yes' if on else 'no'}" for f, on in info["features"].items())
     load = " ".join(f"{v:.2f}" for v in info["load_average"])
@@ -469,11 +479,12 @@ def format_row(row: Row) -> str:
     ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
     met = {None: "-", True: "yes", False: "NO"}[row.met]
     return (f"{row.name:<38} {milliseconds(row.needlec_ms):>10} {row.peer or '-':>13} {milliseconds(row.peer_ms):>9} "
-            f"{ratio:>8} {row.target or '-':>27} {met:>4}  {row.notes}")
+            f"{ratio:>8} {row.target or '-':>27} {met:>4} {row.repeats or '-':>3}  {row.notes}")
 
 
 def print_table(rows: Sequence[Row]) -> None:
-    print(f"{'name':<38} {'needlec ms':>10} {'peer':>13} {'peer ms':>9} {'ratio':>8} {'target':>27} {'met':>4}  notes")
+    print(f"{'name':<38} {'needlec ms':>10} {'peer':>13} {'peer ms':>9} {'ratio':>8} {'target':>27} {'met':>4} "
+          f"{'n':>3}  notes")
     section = None
     for row in rows:
         if row.section != section:
@@ -482,7 +493,7 @@ def print_table(rows: Sequence[Row]) -> None:
         print(format_row(row))
     judged = [row for row in rows if row.met is not None]
     print(f"targets met: {sum(bool(row.met) for row in judged)} of {len(judged)} judged "
-          f"(ratio = needlec time / peer time, lower is better; medians of interleaved runs)")
+          f"(ratio = needlec time / peer time, lower is better; medians of n interleaved rounds)")
 
 
 # ----- command line -----
@@ -525,6 +536,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], 
     info = host_info(args.threads)
     if args.child_json is None:
         say(host_line(info))
+        warning = load_warning(info)
+        if warning:
+            say(warning)
     rows: list[Row] = []
     compile_seconds: dict[str, float] = {}
     if "models" in sections:
@@ -553,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(rows)
     print(f"({time.perf_counter() - started:.0f} s in all; load average after "
           f"{' '.join(f'{v:.2f}' for v in info['load_average_after'])})")
+    warning = load_warning(info)
+    if warning:
+        print(warning)
     if args.json is not None:
         args.json.write_text(json.dumps({"host": info, "rows": [row.as_json() for row in rows]}, indent=1))
     return 0 if all(not row.notes.startswith("FAILED") for row in rows) else 1
