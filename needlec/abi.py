@@ -14,6 +14,10 @@ chose another), so two models can live in one C program. With prefix ``P``:
     (``runtime/signature.py``).
 ``void *P_variable(int32_t i)``
     the storage of variable ``i`` (signature order), or NULL when out of range.
+``void P_set_num_threads(int32_t n)``
+    run parallel loops on ``n`` threads (``n <= 0``: the OpenMP runtime's
+    default, ``OMP_NUM_THREADS`` or every core); until it is called,
+    ``NEEDLEC_NUM_THREADS`` decides (``compiler/codegen/parallel.py``).
 
 Per-kernel profiling (``compiler/codegen/profiling.py`` emits it,
 ``runtime/profile.py`` reads it), off until it is switched on:
@@ -67,6 +71,11 @@ def signature(prefix: str = DEFAULT_PREFIX) -> str:
 def variable(prefix: str = DEFAULT_PREFIX) -> str:
     """The variable accessor, ``<prefix>_variable``."""
     return f"{prefix}_variable"
+
+
+def set_num_threads(prefix: str = DEFAULT_PREFIX) -> str:
+    """The thread-count setter, ``<prefix>_set_num_threads``."""
+    return f"{prefix}_set_num_threads"
 
 
 def run_checked(prefix: str = DEFAULT_PREFIX) -> str:

@@ -189,7 +189,7 @@ def test_weights_are_hidden_inside_the_shared_library(workdir: Path) -> None:
 def test_the_object_file_links_into_a_c_program(workdir: Path) -> None:
     obj = compile_model(workdir, "affine.o", "--header", str(workdir / "custom.h"))
     assert obj.read_bytes()[:4] == b"\x7fELF" and not (workdir / "affine.h").exists()
-    binary = build_driver(workdir, workdir / "custom.h", [str(obj)], "obj_driver")
+    binary = build_driver(workdir, workdir / "custom.h", [str(obj), "-fopenmp"], "obj_driver")
     lines, y, mask = run_driver(binary, workdir)
     want_y, want_mask = reference(X)
     np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)

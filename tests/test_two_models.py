@@ -170,7 +170,7 @@ def test_two_shared_libraries_link_into_one_program_with_the_headers_recipes(
 def test_two_objects_link_into_one_program(built: Path, expected: tuple[np.ndarray, ...]) -> None:
     objects = built / "objects"
     recipe_a, recipe_b = link_recipe(objects / "a.h"), link_recipe(objects / "mlp.h")
-    assert (recipe_a, recipe_b) == ("cc main.c a.o -lm", "cc main.c mlp.o -lm")
+    assert (recipe_a, recipe_b) == ("cc main.c a.o -fopenmp -lm", "cc main.c mlp.o -fopenmp -lm")
     assert run_program(objects, recipe_a + recipe_b.removeprefix("cc main.c"), expected) == ["affine mlp", "1"]
 
 

@@ -24,7 +24,7 @@ same tensors at run time.
 
 The header's first comment gives the link command for the file actually
 written (``link_recipe``): ``-L. -lNAME`` for ``libNAME.so``, the path itself
-(``./model.so``) for any other name, ``model.o -lm`` for an object.
+(``./model.so``) for any other name, ``model.o -fopenmp -lm`` for an object.
 
 The types shared by every model (``needlec_tensor``, ``needlec_tensor_info``,
 the ``NEEDLEC_DTYPE_*`` and status codes) are defined once under the include
@@ -228,10 +228,11 @@ def link_recipe(library: str) -> str:
     ``libNAME.so`` -> ``-L. -lNAME``; any other ``.so`` name is given as a path
     (``./model.so``); both run from anywhere through ``-Wl,-rpath,'$ORIGIN'``
     when the program sits next to the library, which is named by its SONAME.
-    An object file (``.o``) is linked in with ``-lm``.
+    An object file (``.o``) is linked in with the OpenMP runtime its parallel
+    loops use (``-fopenmp``) and ``-lm``.
     """
     if library.endswith(".o"):
-        return f"cc main.c {library} -lm"
+        return f"cc main.c {library} -fopenmp -lm"
     stem = library[3:-3] if library.startswith("lib") and library.endswith(".so") else ""
     if stem and re.fullmatch(r"[A-Za-z0-9_.+-]+", stem):
         return f"cc main.c -L. -l{stem} -Wl,-rpath,'$ORIGIN'"
@@ -253,7 +254,7 @@ def c_header(signature: Signature, library: str | None = None, prefix: str = abi
         " *",
         " * Link with it from the folder that holds it (the program then runs from that folder too):",
         f" *   {_comment(link_recipe(lib))}",
-        " * and call (the object file from `needlec compile --emit obj` links as `cc main.c model.o -lm`):",
+        " * and call (the object file from `needlec compile --emit obj` links as `cc main.c model.o -fopenmp -lm`):",
         " *",
         f" *   int32_t {entry}(void **inputs, void **outputs);",
         " *       Runs the compiled graph once. inputs[i] and outputs[i] point to caller-owned, contiguous,",

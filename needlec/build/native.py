@@ -32,6 +32,7 @@ from needlec.build.header import c_header
 from needlec.build.llvm import optimized_module
 from needlec.build.toolchain import output_path, run_cc
 from needlec.compiler.codegen.cpu import CpuArtifact
+from needlec.compiler.codegen.parallel import GOMP_PARALLEL
 from needlec.compiler.instrument import Stage, no_stage
 from needlec.runtime.signature import Signature
 
@@ -62,17 +63,23 @@ def _build_objects(artifact: CpuArtifact, directory: str, stage: Stage) -> list[
     return objects
 
 
+def _runtime_libraries(artifact: CpuArtifact) -> list[str]:
+    """What the linked code needs at run time: libm, and the OpenMP runtime when it has parallel loops."""
+    return ["-fopenmp", "-lm"] if GOMP_PARALLEL in artifact.llvm_ir else ["-lm"]
+
+
 def export_shared(artifact: CpuArtifact, path: str, stage: Stage = no_stage) -> None:
     """Write ``artifact`` as a self-contained shared library (weights inside) at ``path``, SONAME its base name."""
     out = output_path(path)
     with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
         objects = _build_objects(artifact, tmp, stage)
         with stage(f"link {os.path.basename(path)}"):
-            run_cc(["-shared", f"-Wl,-soname,{os.path.basename(out)}", "-o", out, *objects, "-lm"], f"linking {path}")
+            run_cc(["-shared", f"-Wl,-soname,{os.path.basename(out)}", "-o", out, *objects,
+                    *_runtime_libraries(artifact)], f"linking {path}")
 
 
 def emit_object(artifact: CpuArtifact, stage: Stage = no_stage) -> bytes:
-    """One relocatable object holding ``artifact``'s code, weights and checked entry (link it with ``-lm``)."""
+    """One relocatable object holding ``artifact``'s code, weights and checked entry (link it with ``-fopenmp -lm``)."""
     with tempfile.TemporaryDirectory(prefix="needlec-") as tmp:
         objects = _build_objects(artifact, tmp, stage)
         merged = os.path.join(tmp, "merged.o")
@@ -90,4 +97,4 @@ def export_executable(artifact: CpuArtifact, path: str, stage: Stage = no_stage)
         with stage(f"link {os.path.basename(path)}"):
             with open(os.path.join(tmp, "main.c"), "w") as f:
                 f.write(main_source(Signature.from_json(artifact.signature), artifact.symbol_prefix))
-            run_cc([*C_FLAGS, "-o", out, "main.c", *objects, "-lm"], f"linking {path}", cwd=tmp)
+            run_cc([*C_FLAGS, "-o", out, "main.c", *objects, *_runtime_libraries(artifact)], f"linking {path}", cwd=tmp)

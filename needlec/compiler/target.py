@@ -31,6 +31,7 @@ and the runtime refuses them on a host that lacks any (never SIGILL).
 """
 from __future__ import annotations
 
+import ctypes.util
 import os
 import re
 import shutil
@@ -114,6 +115,7 @@ def _compiler_features(name: str) -> tuple[str, ...]:
 
 
 TARGET_NAMES = ("cpu",)
+_CPU_LOOP_KINDS = frozenset({"serial", "vectorize"})  # and "parallel" where an OpenMP runtime is installed
 # math functions LLVM lowers itself (intrinsics ``llvm.<name>.<type>``): the CPU backend calls these
 _LLVM_MATH = ("exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
               "floor", "ceil", "roundeven", "fabs", "pow", "maximum", "minimum")
@@ -131,6 +133,16 @@ def cpu_math_table() -> dict[str, dict[str, str]]:
 def _vector_bits(features: tuple[str, ...]) -> int:
     """The widest vector register the features give (SSE 128, AVX 256, AVX-512 512 bits)."""
     return 512 if "avx512f" in features else 256 if "avx" in features else 128
+
+
+@lru_cache(maxsize=1)
+def openmp_runtime() -> str | None:
+    """The OpenMP runtime this host can load (``libgomp.so.1``, else LLVM's ``libomp``), or None.
+
+    Parallel loops call its ``GOMP_parallel`` (``codegen/parallel.py``); a
+    target on a host without one emits no parallel loops.
+    """
+    return ctypes.util.find_library("gomp") or ctypes.util.find_library("omp")
 
 
 def _host_cores() -> int:
@@ -166,7 +178,8 @@ class Target:
             raise CodegenError(f"unknown target {name!r}; available: {', '.join(TARGET_NAMES)}")
         resolved = CpuTarget.named(cpu)
         return Target(name, resolved, _vector_bits(resolved.features), _host_cores(), shared_memory=False,
-                      alignment=64, loop_kinds=frozenset({"serial", "vectorize"}), math=cpu_math_table())
+                      alignment=64, loop_kinds=_CPU_LOOP_KINDS | ({"parallel"} if openmp_runtime() else set()),
+                      math=cpu_math_table())
 
     def math_symbol(self, function: str, dtype: str) -> str:
         """The symbol implementing math ``function`` on ``dtype`` values; CodegenError if the target has none."""

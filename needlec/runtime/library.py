@@ -17,7 +17,7 @@ import struct
 from needlec import abi
 from needlec.errors import ArtifactError
 from needlec.runtime.cpu_check import check_cpu_features
-from needlec.runtime.native import EntryFn, NativeModel, VariableFn
+from needlec.runtime.native import EntryFn, NativeModel, ThreadsFn, VariableFn
 from needlec.runtime.profile import Profiler
 from needlec.runtime.signature import Signature
 
@@ -116,4 +116,5 @@ def load(path: str, name: str | None = None) -> NativeModel:
     signature = Signature.from_json(sig_fn().decode())  # data only: runs no model code
     check_cpu_features(signature.cpu, signature.cpu_features, path)
     profiler = Profiler.from_library(lib, prefix)  # None for a library built before profiling existed
-    return NativeModel(signature, entry, variable, keepalive=lib, profiler=profiler)
+    threads = ThreadsFn((abi.set_num_threads(prefix), lib)) if hasattr(lib, abi.set_num_threads(prefix)) else None
+    return NativeModel(signature, entry, variable, keepalive=lib, profiler=profiler, set_threads=threads)

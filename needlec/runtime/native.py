@@ -13,6 +13,7 @@ from needlec.runtime.signature import Signature
 
 EntryFn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
 VariableFn = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int32)
+ThreadsFn = ctypes.CFUNCTYPE(None, ctypes.c_int32)
 
 
 class NativeModel:
@@ -27,12 +28,22 @@ class NativeModel:
     """
 
     def __init__(self, signature: Signature, entry: Any, variable: Any, keepalive: Any = None,
-                 profiler: Profiler | None = None) -> None:
+                 profiler: Profiler | None = None,
+                 set_threads: Any = None) -> None:
         self.signature = signature
         self._entry = entry
         self._variable = variable
         self._keepalive = keepalive
         self.profiler = profiler
+        self._set_threads = set_threads
+
+    def set_num_threads(self, count: int) -> None:
+        """Run the model's parallel loops on ``count`` threads (0: the OpenMP runtime's default, every core)."""
+        if not isinstance(count, int) or count < 0:
+            raise NeedlecError(f"set_num_threads expects a count >= 0, found {count!r}")
+        if self._set_threads is None:
+            raise NeedlecError(f"{self.signature.name}: this library predates thread control (no set_num_threads)")
+        self._set_threads(count)
 
     def _variable_view(self, name: str) -> np.ndarray:
         index = self.signature.variable_index(name)

@@ -30,6 +30,7 @@ import numpy as np
 
 from needlec import abi
 from needlec.compiler.codegen.half_libcalls import define_half_libcalls
+from needlec.compiler.codegen.parallel import define_thread_setter
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
 from needlec.compiler.codegen.profiling import emit_kernel_calls
 from needlec.compiler.loops.ir import Program
@@ -168,6 +169,7 @@ def emit_module(program: Program, target: Target, prefix: str = abi.DEFAULT_PREF
     ir.IRBuilder(getter.append_basic_block("entry")).ret(sig)
     variables = [pointers[n] for n, where in program.storage.items() if where.kind == "variable"]
     _emit_variable_accessor(module, prefix, variables)
+    define_thread_setter(module, abi.set_num_threads(prefix))
     return module
 
 

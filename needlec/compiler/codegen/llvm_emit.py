@@ -36,8 +36,9 @@ import llvmlite.ir as ir
 import numpy as np
 
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_BITS, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
+from needlec.compiler.codegen.parallel import emit_parallel_loop
 from needlec.compiler.loops.ir import (EXACT_ON_BF16, Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
-                                       LocalRef, Loop, Select, Stmt, Store, Unary, Var)
+                                       LocalRef, Loop, LoopKind, Select, Stmt, Store, Unary, Var)
 from needlec.compiler.target import Target
 from needlec.errors import CodegenError
 
@@ -165,20 +166,26 @@ NARROW_FLOATS = {
 class KernelEmitter:
     """Emits one kernel into an LLVM module for ``target`` (its math functions and loop kinds)."""
 
-    def __init__(self, module: ir.Module, kernel: Kernel, target: Target, linkage: str = "internal") -> None:
+    def __init__(self, module: ir.Module, kernel: Kernel, target: Target, linkage: str = "internal",
+                 function: ir.Function | None = None) -> None:
+        """An emitter of ``kernel`` into a new function named after it, or into ``function`` (an outlined part of
+        the kernel, ``codegen/parallel.py``: whoever outlines fills ``buffers`` and ``locals``)."""
         self.module = module
         self.kernel = kernel
         self.target = target
-        fnty = ir.FunctionType(ir.VoidType(), [PTR] * len(kernel.buffers))
-        self.function = ir.Function(module, fnty, name=llvm_name(kernel.name))
-        self.function.linkage = linkage
-        for arg in self.function.args:
-            arg.add_attribute("noalias")
+        self.buffers: dict[str, ir.Value] = {}
+        if function is None:
+            fnty = ir.FunctionType(ir.VoidType(), [PTR] * len(kernel.buffers))
+            function = ir.Function(module, fnty, name=llvm_name(kernel.name))
+            function.linkage = linkage
+            for arg in function.args:
+                arg.add_attribute("noalias")
+            self.buffers = {b.name: arg for b, arg in zip(kernel.buffers, function.args)}
+        self.function = function
         # locals' allocas get a block of their own: two builders writing one block corrupt its order
         self.entry_builder = ir.IRBuilder(self.function.append_basic_block("entry"))
         self.body_block = self.function.append_basic_block("body")
         self.builder = ir.IRBuilder(self.body_block)
-        self.buffers = {b.name: arg for b, arg in zip(kernel.buffers, self.function.args)}
         self.vars: dict[str, ir.Value] = {}
         self.locals: dict[str, tuple[ir.Value, DType]] = {}
 
@@ -242,6 +249,13 @@ class KernelEmitter:
         if s.kind not in self.target.loop_kinds:  # why: running a parallel or GPU loop serially hides a bug
             raise CodegenError(f"kernel {self.kernel.name}: loop {s.var} is scheduled {s.kind}, which target "
                                f"{self.target.name} cannot emit (it emits {', '.join(sorted(self.target.loop_kinds))})")
+        if s.kind == LoopKind.PARALLEL:
+            emit_parallel_loop(self, s)
+        else:  # vectorize: a plain loop that LLVM's loop vectorizer (O3) turns into SIMD code
+            self.counted_loop(s, ir.Constant(I64, s.start), ir.Constant(I64, s.start + s.extent))
+
+    def counted_loop(self, s: Loop, begin: ir.Value, end: ir.Value) -> None:
+        """``s``'s body for its variable from ``begin`` up to ``end`` (i64 values), serially."""
         b = self.builder
         pre = b.block
         header = self.function.append_basic_block(f"{s.var}.header")
@@ -250,8 +264,8 @@ class KernelEmitter:
         b.branch(header)
         b.position_at_end(header)
         index = b.phi(I64, name=s.var)
-        index.add_incoming(ir.Constant(I64, s.start), pre)
-        b.cbranch(b.icmp_signed("<", index, ir.Constant(I64, s.start + s.extent)), body, done)
+        index.add_incoming(begin, pre)
+        b.cbranch(b.icmp_signed("<", index, end), body, done)
         b.position_at_end(body)
         self.vars[s.var] = index
         for inner in s.body:

@@ -493,9 +493,12 @@ def vectorize(kernel: Kernel, var: str) -> Kernel:
 
 
 def parallel(kernel: Kernel, var: str) -> Kernel:
-    """Mark outermost loop ``var`` as parallel: its iterations must touch disjoint memory and locals."""
+    """Mark outermost loop ``var`` as parallel: its iterations must touch disjoint memory and locals
+    (``iterations_disjoint``; a refusal says why, from ``independence_problem`` where it finds the reason)."""
     loop = find_loop(kernel, var)
     if not any(s is loop for s in kernel.body):
         raise _error(kernel, "parallelize", var, "it is not an outermost loop of the kernel")
-    _check_independent(kernel, "parallelize", loop, None)
+    if not iterations_disjoint(loop):
+        _check_independent(kernel, "parallelize", loop, None)
+        raise _error(kernel, "parallelize", var, "two iterations may touch one element of a buffer it writes")
     return _set_kind(kernel, loop, LoopKind.PARALLEL)

@@ -20,6 +20,17 @@ Every other kernel gets the default: two rules, applied to serial loops
    a serial loop and lets LLVM's loop vectorizer (O3) do the SIMD work, which
    pays off only when a loop has several vectors' worth of iterations.
 
+3. On a target that runs parallel loops, each outermost loop of a kernel
+   whose nest runs at least ``PARALLEL_MIN_ITERATIONS`` innermost
+   iterations, and whose iterations touch disjoint memory
+   (``transforms.iterations_disjoint``), is marked ``parallel``; outermost
+   loops of one iteration (a batch of one) are first replaced by their body.
+   Why: the cores share the outermost loop's iterations in contiguous
+   chunks, each iteration computing exactly what the serial loop does, so
+   results do not depend on the thread count; below the threshold waking the
+   team costs more than the work. The IR never depends on the host's core
+   count (the team's size is chosen at run time).
+
 Tiling (split and reorder for cache blocking) is not part of this default.
 """
 from __future__ import annotations
@@ -27,8 +38,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from needlec.compiler.loops.ir import Kernel, Loop, Program
-from needlec.compiler.loops.transforms import is_innermost, unroll, vectorize, walk
+from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.loops.ir import Const, Kernel, Loop, LoopKind, Program, Stmt
+from needlec.compiler.loops.transforms import (is_innermost, iterations_disjoint, parallel, substitute, unroll,
+                                               vectorize, walk)
 from needlec.compiler.ops.registry import all_ops
 
 if TYPE_CHECKING:
@@ -36,21 +49,53 @@ if TYPE_CHECKING:
 
 UNROLL_EXTENT = 4
 VECTORIZE_EXTENT = 8
+PARALLEL_MIN_ITERATIONS = 1 << 17  # innermost iterations (~0.1 ms of work) before waking a team of threads pays
 
 
 def _serial_innermost(kernel: Kernel) -> list[Loop]:
     return [n for n in walk(kernel) if isinstance(n, Loop) and n.kind == "serial" and is_innermost(n)]
 
 
-def schedule_kernel(kernel: Kernel) -> Kernel:
-    """``kernel`` with its tiny innermost loops unrolled and its long innermost loops marked ``vectorize``."""
+def schedule_kernel(kernel: Kernel, target: Target | None = None) -> Kernel:
+    """``kernel`` with its tiny innermost loops unrolled, its long innermost loops marked ``vectorize`` and, where
+    ``target`` runs parallel loops, its large outermost loops marked ``parallel``."""
     for loop in _serial_innermost(kernel):
         if loop.extent <= UNROLL_EXTENT:
             kernel = unroll(kernel, loop.var)
     for loop in _serial_innermost(kernel):
         if loop.extent >= VECTORIZE_EXTENT:
             kernel = vectorize(kernel, loop.var)
+    if target is not None and LoopKind.PARALLEL in target.loop_kinds:
+        kernel = parallelize_outermost(kernel)
     return kernel
+
+
+def _innermost_iterations(stmts: tuple[Stmt, ...]) -> int:
+    """How many times the innermost statements of ``stmts`` run (loops multiply, a straight statement counts 1)."""
+    return sum(s.extent * _innermost_iterations(s.body) if isinstance(s, Loop) else 1 for s in stmts)
+
+
+def _peel_unit_loops(kernel: Kernel) -> Kernel:
+    """``kernel`` with each outermost loop of one iteration replaced by its body, its variable fixed."""
+    while any(isinstance(s, Loop) and s.extent == 1 and s.kind == LoopKind.SERIAL for s in kernel.body):
+        body: list[Stmt] = []
+        for s in kernel.body:
+            if isinstance(s, Loop) and s.extent == 1 and s.kind == LoopKind.SERIAL:
+                body.extend(substitute(s.body, {s.var: Const(s.start, DType.I64)}))
+            else:
+                body.append(s)
+        kernel = replace(kernel, body=tuple(body))
+    return kernel
+
+
+def parallelize_outermost(kernel: Kernel) -> Kernel:
+    """Mark each large outermost loop with disjoint iterations ``parallel`` (rule 3 of the module docstring)."""
+    candidate = _peel_unit_loops(kernel)
+    chosen = [s for s in candidate.body if isinstance(s, Loop) and s.kind == LoopKind.SERIAL and s.extent > 1
+              and _innermost_iterations((s,)) >= PARALLEL_MIN_ITERATIONS and iterations_disjoint(s)]
+    for loop in chosen:
+        candidate = parallel(candidate, loop.var)
+    return candidate if chosen else kernel
 
 
 def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
@@ -58,7 +103,7 @@ def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
     source = kernel.sources[-1] if kernel.sources else None
     opdef = all_ops().get(source.op) if source is not None else None  # variable updates have no OpDef
     if source is None or opdef is None or opdef.schedule is None:
-        return schedule_kernel(kernel)
+        return schedule_kernel(kernel, target)
     return opdef.schedule(kernel, dict(source.attrs), target)
 
 
