@@ -42,6 +42,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
+from needlec.compiler.codegen import vector_math
 from needlec.errors import CodegenError
 
 _V1 = ("64bit", "cmov", "cx8", "fxsr", "mmx", "sse", "sse2", "x87")
@@ -124,9 +125,15 @@ _LIBM_MATH = ("erf", "asinh", "acosh", "atanh")
 
 
 def cpu_math_table() -> dict[str, dict[str, str]]:
-    """The CPU backend's math functions: function name -> {dtype name: symbol to call}."""
+    """The CPU backend's math functions: function name -> {dtype name: symbol to call}.
+
+    f32 ``exp``, ``log``, ``tanh`` and ``erf`` are needlec's own vectorisable
+    bodies (``codegen/vector_math.py``), which codegen defines in the module.
+    """
     table = {name: {t: f"llvm.{name}.{t}" for t in ("f16", "f32", "f64")} for name in _LLVM_MATH}
     table.update({name: {"f32": name + "f", "f64": name} for name in _LIBM_MATH})
+    for name, symbol in vector_math.SYMBOLS.items():
+        table[name]["f32"] = symbol
     return table
 
 

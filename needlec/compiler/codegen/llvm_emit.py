@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 import numpy as np
 
+from needlec.compiler.codegen import vector_math
 from needlec.compiler.ir.dtypes import NARROW_FLOAT_DTYPES, NARROW_INT_BITS, NARROW_INT_DTYPES, STORAGE_DTYPES, DType
 from needlec.compiler.codegen.parallel import emit_parallel_loop
 from needlec.compiler.loops.ir import (EXACT_ON_BF16, Assign, Binary, Cast, Const, Expr, If, Kernel, Load, Local,
@@ -327,9 +328,12 @@ class KernelEmitter:
         return self.intrinsic_call(self.target.math_symbol(name, dtype.value), register_type(dtype), args)
 
     def intrinsic_call(self, symbol: str, result: ir.Type, args: list[ir.Value]) -> ir.Value:
-        """Call the function ``symbol`` (declared on first use) returning ``result``."""
+        """Call the function ``symbol`` returning ``result``; on first use it is declared, or defined when
+        ``vector_math`` has its body (the target's math table names those)."""
         fn = self.module.globals.get(symbol)
-        if fn is None:
+        if fn is None and symbol in vector_math.DEFINITIONS:
+            fn = vector_math.define(self.module, symbol)
+        elif fn is None:
             fn = ir.Function(self.module, ir.FunctionType(result, [a.type for a in args]), name=symbol)
         return self.builder.call(fn, args)
 
