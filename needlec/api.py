@@ -39,10 +39,8 @@ from needlec.compiler.ir.graph import Graph
 from needlec.compiler.loops.ir import Program
 from needlec.compiler.pipeline import PipelineResult
 from needlec.compiler.target import Target
-from needlec.driver import (BUILD_STAGES, jit_compile, load_model_file, optimized_llvm_ir, run_pipeline, to_graph,
-                            write_artifact)
+from needlec.driver import BUILD_STAGES, jit_compile, optimized_llvm_ir, run_pipeline, to_graph, write_artifact
 from needlec.errors import NeedlecError
-from needlec.frontend.onnx import from_onnx
 from needlec.frontend.trace import trace
 from needlec.progress import Progress
 from needlec.runtime.cpu_check import check_cpu_features, missing_features
@@ -275,20 +273,18 @@ class Compiled:
 
 
 def _rebuilder(model: Any, size_budget: int | None) -> Rebuild | None:
-    """How to rebuild ``model``'s graph for new inputs, where it can be: traced again, or ONNX re-imported."""
-    if isinstance(model, Graph) or (isinstance(model, (str, os.PathLike)) and
-                                    not os.fspath(model).endswith((".onnx", ".py"))):
-        return None
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".py"):
-        return None  # a model file fixes its example inputs; it runs arbitrary code, so it is not re-run
+    """How to rebuild ``model``'s graph for new inputs, where it can be: traced again, or ONNX re-imported.
 
+    A ``Graph`` and the ``.nir`` and ``.py`` files have one specialisation (a ``.py`` file runs arbitrary code to
+    produce its example inputs, so it is not re-run)."""
+    if isinstance(model, Graph) or (isinstance(model, (str, os.PathLike)) and
+                                    not os.fspath(model).endswith(".onnx")):
+        return None
     if isinstance(model, (str, os.PathLike)) or not callable(model):  # an ONNX model: its dynamic dimensions
         def reimport(arrays: Sequence[np.ndarray], names: Sequence[str] | None) -> Graph:
             assert names is not None  # known from the first specialisation
             shapes = {name: tuple(a.shape) for name, a in zip(names, arrays)}
-            if isinstance(model, (str, os.PathLike)):
-                return load_model_file(os.fspath(model), shapes, size_budget)
-            return from_onnx(model, shapes, size_budget)
+            return to_graph(model, input_shapes=shapes, size_budget=size_budget)
         return reimport
     if is_torch_module(model):
         return lambda arrays, names: from_torch(model, list(arrays))
