@@ -10,7 +10,7 @@ import pytest
 
 import needlec
 from needlec import DType, Graph, TensorType
-from needlec.compiler.codegen.llvm_emit import is_reassociable
+from needlec.compiler.codegen.llvm_emit import is_accumulation
 from needlec.compiler.interpreter import interpret
 from needlec.compiler.loops.ir import Assign, If, Loop, Stmt
 from needlec.compiler.ops.registry import all_ops
@@ -33,9 +33,9 @@ def assert_matches(got: np.ndarray, want: np.ndarray, case: OpCase) -> None:
 
 
 def reassociates(stmts: tuple[Stmt, ...]) -> bool:
-    """Whether loop-IR ``stmts`` hold a float accumulation LLVM may reorder (``llvm_emit.is_reassociable``)."""
+    """Whether loop-IR ``stmts`` hold a float accumulation LLVM may round differently (``is_accumulation``)."""
     for s in stmts:
-        if isinstance(s, Assign) and is_reassociable(s):
+        if isinstance(s, Assign) and is_accumulation(s):
             return True
         if isinstance(s, Loop) and reassociates(s.body) or isinstance(s, If) and reassociates(s.then + s.orelse):
             return True

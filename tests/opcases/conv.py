@@ -28,6 +28,17 @@ FULL = [
 SHORT = [((1, 4, 6, 6), (4, 2, 3, 3), {"groups": 2, "pads": [1, 0, 1, 2], "strides": [2, 1]}, "dense", "dense"),
          ((2, 2, 5, 5), (2, 1, 3, 3), {"groups": 2, "dilations": [1, 2]}, "permuted", "dense")]
 
+# sizes the implicit-GEMM schedule (loops/gemm.py) takes: output channels as rows at tile tails, padding guards in
+# the im2col packing, groups as a batch, channel chunks (40 channels x 9 taps), dilation
+TILED = [
+    ((2, 5, 11, 9), (7, 5, 3, 3), {"pads": [1, 1, 1, 1]}, DType.F32, "dense"),
+    ((1, 6, 13, 13), (8, 3, 3, 3), {"groups": 2, "strides": [2, 2], "pads": [1, 0, 2, 1]}, DType.F32, "dense"),
+    ((1, 40, 9, 9), (16, 40, 3, 3), {"pads": [1, 1, 1, 1]}, DType.F32, "dense"),
+    ((1, 3, 12, 12), (5, 3, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}, DType.F32, "permuted"),
+    ((1, 4, 7, 7), (6, 4, 3, 3), {"pads": [1, 1, 1, 1]}, DType.F64, "dense"),
+    ((1, 4, 7, 7), (6, 4, 3, 3), {"pads": [1, 1, 1, 1]}, DType.F16, "dense"),
+]
+
 
 def _conv() -> list[OpCase]:
     cases = []
@@ -35,6 +46,9 @@ def _conv() -> list[OpCase]:
         rtol, atol = TOL[dtype]
         for x, w, attrs, x_layout, w_layout in FULL if dtype is DType.F32 else SHORT:
             cases.append(OpCase("conv2d", (In(x, dtype, x_layout), In(w, dtype, w_layout)), attrs, rtol, atol))
+    for x, w, attrs, dtype, x_layout in TILED:
+        rtol, atol = TOL[dtype]
+        cases.append(OpCase("conv2d", (In(x, dtype, x_layout), In(w, dtype)), attrs, rtol, max(atol, 1e-4)))
     return cases
 
 

@@ -102,11 +102,12 @@ def f32_rounded_to_odd(b: ir.IRBuilder, d: ir.Value) -> ir.Value:
     return b.bitcast(b.select(inexact, b.or_(bits, ir.Constant(I32, 1)), bits), F32)
 
 
-def is_reassociable(s: Assign) -> bool:
-    """Whether ``s`` is a float accumulation ``acc = acc + x`` (or ``*``), which the emitter lets LLVM reorder.
+def is_accumulation(s: Assign) -> bool:
+    """Whether ``s`` is a float accumulation ``acc = acc + x`` (or ``*``), whose rounding the emitter lets LLVM
+    change: reordered inside a ``vectorize`` loop, ``acc + a * b`` contracted to a fused multiply-add.
 
     Such sums are the only results whose rounding may differ between CPUs
-    (the vectorizer's order depends on the vector width).
+    (the vectorizer's order depends on the vector width; FMA exists on some).
     """
     v = s.value
     return (isinstance(v, Binary) and v.op in ("add", "mul") and v.dtype.is_float
@@ -189,6 +190,7 @@ class KernelEmitter:
         self.builder = ir.IRBuilder(self.body_block)
         self.vars: dict[str, ir.Value] = {}
         self.locals: dict[str, tuple[ir.Value, DType]] = {}
+        self.loop_kinds: list[LoopKind] = []  # the kinds of the loops around the statement being emitted
 
     def emit(self) -> ir.Function:
         for stmt in self.kernel.body:
@@ -232,19 +234,30 @@ class KernelEmitter:
             raise CodegenError(f"kernel {self.kernel.name}: cannot emit statement {type(s).__name__}")
 
     def assigned_value(self, s: Assign) -> ir.Value:
-        """The value of an assignment; a float ``acc = acc + x`` (or ``*``) may be reassociated.
+        """The value of an assignment; a float accumulation (``is_accumulation``) may be rounded differently.
 
-        Why: accumulations are reductions, and LLVM only vectorizes a float
-        reduction it may reorder; the result differs from sequential order by
-        rounding only, as BLAS and every vectorized reduction does.
+        Why: accumulations are reductions. LLVM only vectorizes a float
+        reduction it may reorder, so inside a loop scheduled ``vectorize`` it
+        may (``reassoc``); elsewhere the order stays sequential, so a
+        register-blocked kernel's many accumulators are vectorized across
+        (SLP) and not along the reduction. ``acc + a * b`` may become one
+        fused multiply-add (``contract`` on both). The result differs from
+        the sequential, unfused order by rounding only, as BLAS and every
+        vectorized reduction does.
         """
         v = s.value
-        if is_reassociable(s):
-            assert isinstance(v, Binary)
-            x, y = self.expr(v.a), self.expr(v.b)
-            emit = self.builder.fadd if v.op == "add" else self.builder.fmul
-            return emit(x, y, flags=("reassoc", "contract"))
-        return self.expr(v)
+        if not is_accumulation(s):
+            return self.expr(v)
+        assert isinstance(v, Binary)
+        flags = ("reassoc", "contract") if self.loop_kinds[-1:] == [LoopKind.VECTORIZE] else ("contract",)
+        operands = []
+        for x in (v.a, v.b):
+            if v.op == "add" and isinstance(x, Binary) and x.op == "mul":  # the product an FMA may absorb
+                operands.append(self.builder.fmul(self.expr(x.a), self.expr(x.b), flags=("contract",)))
+            else:
+                operands.append(self.expr(x))
+        emit = self.builder.fadd if v.op == "add" else self.builder.fmul
+        return emit(*operands, flags=flags)
 
     def loop(self, s: Loop) -> None:
         if s.kind not in self.target.loop_kinds:  # why: running a parallel or GPU loop serially hides a bug
@@ -269,8 +282,11 @@ class KernelEmitter:
         b.cbranch(b.icmp_signed("<", index, end), body, done)
         b.position_at_end(body)
         self.vars[s.var] = index
+        self.loop_kinds.append(s.kind)
         for inner in s.body:
             self.stmt(inner)
+        self.loop_kinds.pop()
+        del self.vars[s.var]  # out of scope: an outlined loop later receives only the variables around it
         step = b.add(index, ir.Constant(I64, 1), name=f"{s.var}.next", flags=["nsw"])
         index.add_incoming(step, b.block)
         b.branch(header)

@@ -1,12 +1,13 @@
 """Parallel loops on the CPU: outlined and run by the team of the OpenMP runtime.
 
-A ``parallel`` loop is outermost in its kernel, and ``loops/transforms.parallel``
-has checked that its iterations touch disjoint memory. It becomes
+A ``parallel`` loop is not inside another one, and the schedule that marked
+it has checked that its iterations touch disjoint memory. It becomes
 
-* a worker ``<kernel>.<var>.body(buffers..., local slots..., i64 begin, i64 end)``
-  running the loop's body for ``begin <= var < end``; the kernel's buffers
-  are ``noalias`` parameters again, so the vectorizer needs no run-time
-  alias checks;
+* a worker ``<kernel>.<var>.body(buffers..., local slots..., loop variable
+  slots..., i64 begin, i64 end)`` running the loop's body for ``begin <= var
+  < end``; the kernel's buffers are ``noalias`` parameters again, so the
+  vectorizer needs no run-time alias checks; the variables of the loops
+  around it arrive through stack slots;
 * a trampoline ``<kernel>.<var>.team(ptr context)`` that every thread of the
   team runs: it takes the thread's share of the iterations (contiguous
   chunks of ``ceil(extent / threads)``, so each iteration computes exactly
@@ -110,10 +111,10 @@ def define_thread_setter(module: ir.Module, symbol: str) -> None:
 def emit_parallel_loop(emitter: KernelEmitter, loop: Loop) -> None:
     """Run ``loop`` of ``emitter``'s kernel on the OpenMP team (see the module docstring)."""
     module, b = emitter.module, emitter.builder
-    buffers, local_names = list(emitter.buffers), list(emitter.locals)
+    buffers, local_names, var_names = list(emitter.buffers), list(emitter.locals), list(emitter.vars)
     base = f"{emitter.function.name}.{loop.var}"
     # the worker: the loop over [begin, end) with the buffers as noalias parameters
-    params = [PTR] * (len(buffers) + len(local_names)) + [I64, I64]
+    params = [PTR] * (len(buffers) + len(local_names) + len(var_names)) + [I64, I64]
     worker_fn = ir.Function(module, ir.FunctionType(VOID, params), name=f"{base}.body")
     worker_fn.linkage = "internal"
     worker_fn.attributes.add("noinline")  # why: a function of its own keeps the noalias parameters
@@ -124,6 +125,8 @@ def emit_parallel_loop(emitter: KernelEmitter, loop: Loop) -> None:
     for name, arg in zip(local_names, worker_fn.args[len(buffers):]):
         worker.locals[name] = (arg, emitter.locals[name][1])
     worker.builder.position_at_end(worker.body_block)
+    for name, arg in zip(var_names, worker_fn.args[len(buffers) + len(local_names):]):
+        worker.vars[name] = worker.builder.load(arg, typ=I64, name=name)
     worker.counted_loop(loop, worker_fn.args[-2], worker_fn.args[-1])
     worker.builder.ret_void()
     worker.entry_builder.branch(worker.body_block)
@@ -146,7 +149,12 @@ def emit_parallel_loop(emitter: KernelEmitter, loop: Loop) -> None:
     t.ret_void()
     # in the kernel: the context on the stack, then the team
     context = emitter.entry_builder.alloca(context_type, name=f"{loop.var}.context")
-    values = [emitter.buffers[n] for n in buffers] + [emitter.locals[n][0] for n in local_names]
+    var_slots = []
+    for name in var_names:
+        slot = emitter.entry_builder.alloca(I64, name=f"{loop.var}.{name}.slot")
+        b.store(emitter.vars[name], slot)
+        var_slots.append(slot)
+    values = [emitter.buffers[n] for n in buffers] + [emitter.locals[n][0] for n in local_names] + var_slots
     for i, value in enumerate(values):
         b.store(value, b.gep(context, [ir.Constant(I64, 0), ir.Constant(I64, i)], inbounds=True))
     gomp = _declare(module, GOMP_PARALLEL, VOID, [PTR, PTR, I32, I32])

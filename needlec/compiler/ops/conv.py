@@ -7,7 +7,9 @@ only; f16 accumulates in f32. Bias is a separate ``add``.
 
 The lowering loops over n, (group,) output channel, oh, ow with an
 accumulator local and inner ic / kh / kw loops; ``If`` guards skip padded
-positions, so nothing is read out of bounds.
+positions, so nothing is read out of bounds. Its schedule hook runs it as an
+implicit GEMM (``loops/gemm.py``: output channels are rows, output positions
+columns, the packing of the input patches is im2col).
 
 Both gradients are conv2d again (plus views and pads), so double backward
 needs nothing more: dx is the transposed convolution and dw correlates x with
@@ -25,6 +27,7 @@ from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, add, binary, cast, compute_dtype,
                                             const, mul)
+from needlec.compiler.loops.gemm import schedule_contraction
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes
 from needlec.compiler.ops.composites import conv_transpose_kernel
@@ -143,7 +146,7 @@ def _conv_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> list
 
 
 register(OpDef(
-    "conv2d", 2, _conv_infer, _conv_reference, _conv_lower, grad=_conv_grad,
+    "conv2d", 2, _conv_infer, _conv_reference, _conv_lower, grad=_conv_grad, schedule=schedule_contraction,
     attrs={"strides": Attr("ints", (1, 1)), "pads": Attr("ints", (0, 0, 0, 0)),
            "dilations": Attr("ints", (1, 1)), "groups": Attr("int", 1)},
     doc="grouped 2-D convolution of x (N,C,H,W) with w (O,C/groups,kH,kW); ONNX pads (top,left,bottom,right)"))

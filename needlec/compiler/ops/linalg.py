@@ -5,10 +5,11 @@ column (K, 1); the added axis is removed from the result. Leading (batch)
 dimensions broadcast. Both operands share one numeric dtype; integers
 accumulate in their own dtype (wrapping), f16 accumulates in f32.
 
-The lowering picks its loop order from the operands' layouts (see
-``_streams_rows``): i-k-j accumulation into the output row when B's rows are
-contiguous, otherwise dot products with an accumulator local. Tiling passes
-start from these plain nests.
+The lowering picks its loop order from the sizes and the operands' layouts
+(see ``_streams_rows``): dot products with an accumulator local, which the
+schedule hook turns into a packed, register-blocked GEMM where it pays
+(``loops/gemm.py``), else i-k-j accumulation into the output row when B's
+rows are contiguous.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, binary, cast, compute_dtype, const
+from needlec.compiler.loops.gemm import WORK_DTYPES, profitable, schedule_contraction
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes
 from needlec.compiler.ops.registry import OpDef, check, register
@@ -64,20 +66,24 @@ def _batch_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int]) -> 
 def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[BufferOperand],
                   attrs: Mapping[str, Any]) -> list[Stmt]:
     (a, b), (out,) = ins, outs
-    if _streams_rows(b, out):
+    if _streams_rows(a, b, out):
         return _lower_row_streaming(kb, a, b, out)
     return _lower_dot_products(kb, a, b, out)
 
 
-def _streams_rows(b: Operand, out: BufferOperand) -> bool:
-    """Use the i-k-j order when B's rows are contiguous and the output can hold partial sums.
+def _streams_rows(a: Operand, b: Operand, out: BufferOperand) -> bool:
+    """Use the i-k-j order when B's rows are contiguous, the output can hold partial sums and the product is
+    too small for the packed GEMM schedule (``loops/gemm.py``, which starts from the dot-product form).
 
     Why: the inner j loop then walks B and C with unit stride and carries no
     reduction, so LLVM vectorizes it exactly (no reassociation); f16 outputs
     keep the dot-product order so partial sums stay in f32.
     """
+    _, m, k, n = matmul_dims(a.shape, b.shape)
+    packed = compute_dtype(out.dtype) in WORK_DTYPES and a.type.rank > 1 and b.type.rank > 1 \
+        and profitable(m, n, k)
     return b.type.rank > 1 and b.shape[-1] > 1 and b.type.strides_or_default[-1] == 1 \
-        and compute_dtype(out.dtype) == out.dtype
+        and compute_dtype(out.dtype) == out.dtype and not packed
 
 
 def _operand_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int], row: list[Expr],
@@ -152,4 +158,5 @@ def _matmul_grad(ctx: GradContext, node: Node, out_grads: Sequence[Value]) -> li
 
 
 register(OpDef("matmul", 2, _matmul_infer, _matmul_reference, _matmul_lower, grad=_matmul_grad,
+               schedule=schedule_contraction,
                doc="np.matmul: 1-D operands promoted, batch dims broadcast (ints wrap; f16 accumulates in f32)"))

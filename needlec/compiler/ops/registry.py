@@ -76,7 +76,7 @@ InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], list[TensorType]]
 ReferenceFn = Callable[[Sequence[np.ndarray], Mapping[str, Any]], list[np.ndarray]]
 LowerFn = Callable[["KernelBuilder", Sequence["Operand"], Sequence["BufferOperand"], Mapping[str, Any]], list["Stmt"]]
 GradFn = Callable[..., list[Any]]
-ScheduleFn = Callable[["Kernel", Mapping[str, Any], "Target | None"], "Kernel"]
+ScheduleFn = Callable[["Kernel", Mapping[str, Any], "Target | None"], "Kernel | None"]
 
 
 def NO_GRAD(ctx: Any, node: Any, out_grads: Sequence[Any]) -> list[Any]:  # noqa: N802
@@ -104,7 +104,7 @@ class OpDef:
     ``builder.lower_elementwise`` nest, and a consumer kernel can compute them
     inline (``builder.InlineOperand``). ``schedule(kernel, attrs, target)``,
     when given, replaces the default schedule of the kernels whose last source
-    is this op (``passes/schedule.py``).
+    is this op, unless it returns None (``passes/schedule.py``).
     """
 
     name: str

@@ -31,7 +31,8 @@ Every other kernel gets the default: two rules, applied to serial loops
    team costs more than the work. The IR never depends on the host's core
    count (the team's size is chosen at run time).
 
-Tiling (split and reorder for cache blocking) is not part of this default.
+Tiling is per op: matmul and conv2d kernels in the dot-product form are
+packed, register-blocked GEMMs (``loops/gemm.py``) through their hook.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from needlec.compiler.ir.dtypes import DType
-from needlec.compiler.loops.ir import Const, Kernel, Loop, LoopKind, Program, Stmt
+from needlec.compiler.loops.ir import Const, Kernel, Loop, LoopKind, Program, Stmt, Storage, StorageKind
 from needlec.compiler.loops.transforms import (is_innermost, iterations_disjoint, parallel, substitute, unroll,
                                                vectorize, walk)
 from needlec.compiler.ops.registry import all_ops
@@ -99,14 +100,27 @@ def parallelize_outermost(kernel: Kernel) -> Kernel:
 
 
 def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
-    """``kernel`` scheduled by its op's ``schedule`` hook, or by ``schedule_kernel`` when the op has none."""
+    """``kernel`` scheduled by its op's ``schedule`` hook, or by ``schedule_kernel`` when the op has none or the
+    hook declines (returns None)."""
     source = kernel.sources[-1] if kernel.sources else None
     opdef = all_ops().get(source.op) if source is not None else None  # variable updates have no OpDef
-    if source is None or opdef is None or opdef.schedule is None:
-        return schedule_kernel(kernel, target)
-    return opdef.schedule(kernel, dict(source.attrs), target)
+    scheduled = None
+    if source is not None and opdef is not None and opdef.schedule is not None:
+        scheduled = opdef.schedule(kernel, dict(source.attrs), target)
+    return scheduled if scheduled is not None else schedule_kernel(kernel, target)
 
 
 def schedule(program: Program, target: Target | None = None) -> Program:
-    """Schedule every kernel for ``target``: by its op's ``schedule`` hook when it has one, else the default."""
-    return replace(program, kernels=[_schedule_one(k, target) for k in program.kernels])
+    """Schedule every kernel for ``target``: by its op's ``schedule`` hook when it has one, else the default.
+
+    Buffers a hook adds to a kernel (packing scratch) become arena buffers of the program, live in that kernel
+    only, so the memory plan counts them.
+    """
+    kernels = [_schedule_one(k, target) for k in program.kernels]
+    buffers, storage = dict(program.buffers), dict(program.storage)
+    for kernel in kernels:
+        for buffer in kernel.buffers:
+            if buffer.name not in buffers:
+                buffers[buffer.name] = buffer
+                storage[buffer.name] = Storage(StorageKind.ARENA)
+    return replace(program, kernels=kernels, buffers=buffers, storage=storage)

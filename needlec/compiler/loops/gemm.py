@@ -1,0 +1,432 @@
+"""The packed, register-blocked GEMM schedule of contractions: matmul, and conv2d as implicit GEMM.
+
+A kernel is a *contraction* when it has the dot-product form the matmul and
+conv2d lowerings produce: a perfect nest of serial loops over the output
+holding
+
+    acc = 0
+    <reduction loops and If guards, one statement each> acc = acc + x * y
+    out[index] = acc                                    (cast to out's dtype)
+
+``recognize`` reads it as ``C[i, j] = sum_k A[i, k] * B[k, j]``: the output
+loops only ``y`` reads are the columns (the innermost output loop must be
+one of them), those only ``x`` reads the rows, the rest batch loops; ``k``
+runs over the reduction loops. Guards (a convolution's padding) may read
+columns, batch and reduction variables, never rows. Rows and columns each
+flatten into one index of the output (a convolution's (oh, ow) is one
+column index), so the output is ``C[base + rs * i + cs * j]``; output loops
+that do not (a convolution's images, outer loops only ``y`` reads) are
+batch loops too.
+
+``tile_contraction`` rewrites it the way BLIS and GotoBLAS do:
+
+    for batch:                           (serial)
+      for kb in K / KC:                  (a chunk of the outermost reduction loop)
+        pack B[kb chunk, :]  -> Bp       (NR-wide column panels, KC x NR each,
+                                          zero where a guard fails: im2col on the fly)
+        for ic in blocks of MC rows:     (parallel: each block packs its own A)
+          pack A[ic block, kb chunk] -> Ap   (MR-high row panels, KC x MR each)
+          for each NR column panel:
+            for each MR row panel:
+              MR x NR accumulators; for kk in KC: acc[r][c] += Ap[kk][r] * Bp[kk][c]
+              C tile = acc (+ C's partial sum from earlier chunks)
+
+The micro-kernel's accumulators are scalar locals in a serial loop: the
+emitter neither reorders nor vectorizes along ``kk`` (``codegen/llvm_emit``:
+only ``vectorize`` loops reassociate), so LLVM's SLP vectorizer packs each
+row's NR accumulators into NR / lanes vector registers and contracts
+``acc + a * b`` to FMA: on AVX2 6 x 16 floats are 12 ymm accumulators, two B
+vectors and one broadcast A. Packing makes both operands contiguous whatever
+their layout (transposed weights, strided views, a convolution window),
+converts them to the accumulator's dtype once, and is counted in the memory
+plan as two scratch buffers of the kernel. Every size is static: the last
+row and column panels and the last row block get micro-kernels of their own
+sizes, so no guard runs inside the micro-kernel.
+
+Sizes come from the shapes and the target (no tuning): NR is two vectors of
+the accumulator dtype, MR 6 (12 with 32 vector registers), KC at most
+``MAX_KC`` and a divisor chunk of the outermost reduction loop, MC so that an
+A block fits ``A_BLOCK_BYTES`` (half of a typical L2) and there are a few
+blocks to share among threads.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from needlec.compiler.ir.dtypes import DType
+from needlec.compiler.loops.builder import add, all_of, cast, mul
+from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, Expr, If, Kernel, Load, Local, LocalRef,
+                                       Loop, LoopKind, Select, Stmt, Store, Var)
+from needlec.compiler.loops.transforms import affine, iterations_disjoint, substitute, walk
+
+if TYPE_CHECKING:
+    from needlec.compiler.target import Target
+
+WORK_DTYPES = (DType.F32, DType.F64)
+MAX_KC = 256
+A_BLOCK_BYTES = 192 * 1024
+MIN_BLOCKS = 4  # row blocks a large enough GEMM is cut into at least, for the threads to share
+MIN_ROWS, MIN_COLUMNS, MIN_DEPTH = 4, 8, 8  # below these the plain nests win (a matrix-vector product)
+PARALLEL_MIN_FLOPS = 1 << 19  # multiply-adds per chunk before the row blocks run on the team of threads
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """A kernel read as ``C[base + rs * i + cs * j] = sum_k A[i, k] * B[k, j]`` (see the module docstring)."""
+
+    batch: tuple[Loop, ...]
+    rows: tuple[Loop, ...]
+    cols: tuple[Loop, ...]
+    reduction: tuple[Loop, ...]
+    guards: tuple[Expr, ...]
+    a: Expr
+    b: Expr
+    work: DType
+    out: Buffer
+    out_index: Expr
+
+    @property
+    def m(self) -> int:
+        return math.prod(loop.extent for loop in self.rows)
+
+    @property
+    def n(self) -> int:
+        return math.prod(loop.extent for loop in self.cols)
+
+    @property
+    def k(self) -> int:
+        return math.prod(loop.extent for loop in self.reduction)
+
+
+def profitable(m: int, n: int, k: int) -> bool:
+    """Whether a contraction of these sizes is worth packing (lowerings choose their dot-product form by it)."""
+    return m >= MIN_ROWS and n >= MIN_COLUMNS and k >= MIN_DEPTH
+
+
+def _vars(e: Expr) -> set[str]:
+    return {n.name for n in walk(e) if isinstance(n, Var)}
+
+
+def _flattens(loops: tuple[Loop, ...], form: dict[str, int]) -> bool:
+    """Whether the output index is affine in ``loops``' variables as one row-major index over them."""
+    stride = form.get(loops[-1].var, 0)
+    if stride <= 0:
+        return False
+    for loop in reversed(loops):
+        if form.get(loop.var, 0) != stride:
+            return False
+        stride *= loop.extent
+    return True
+
+
+def recognize(kernel: Kernel) -> Contraction | None:
+    """``kernel`` as a ``Contraction``, or None when it is not one (module docstring)."""
+    outer: list[Loop] = []
+    body = kernel.body
+    while len(body) == 1 and isinstance(body[0], Loop) and body[0].kind is LoopKind.SERIAL and body[0].start == 0:
+        outer.append(body[0])
+        body = body[0].body
+    if not outer or len(body) != 3:
+        return None
+    init, reduce, store = body
+    if not (isinstance(init, Local) and isinstance(init.init, Const) and init.init.dtype in WORK_DTYPES
+            and init.init.value == 0 and isinstance(store, Store)):
+        return None
+    acc = LocalRef(init.name, init.init.dtype)
+    if store.value not in (acc, Cast(store.buffer.dtype, acc)):
+        return None
+    reduction: list[Loop] = []
+    guards: list[Expr] = []
+    stmt = reduce
+    while True:
+        if isinstance(stmt, Loop) and stmt.kind is LoopKind.SERIAL and stmt.start == 0 and len(stmt.body) == 1:
+            reduction.append(stmt)
+            stmt = stmt.body[0]
+        elif isinstance(stmt, If) and not stmt.orelse and len(stmt.then) == 1:
+            guards.append(stmt.cond)
+            stmt = stmt.then[0]
+        else:
+            break
+    if not (reduction and isinstance(stmt, Assign) and stmt.name == acc.name and isinstance(stmt.value, Binary)
+            and stmt.value.op == "add" and acc in (stmt.value.a, stmt.value.b)):
+        return None
+    product = stmt.value.b if stmt.value.a == acc else stmt.value.a
+    if not (isinstance(product, Binary) and product.op == "mul"):
+        return None
+    x, y = product.a, product.b
+    if any(isinstance(n, LocalRef) for e in (x, y, *guards) for n in walk(e)):
+        return None
+    if outer[-1].var in _vars(x):
+        x, y = y, x
+    x_vars, y_vars = _vars(x), _vars(y)
+    form = affine(store.index)
+    if form is None:
+        return None
+    count = 0  # the columns: the innermost output loops only y reads (a convolution's batch is not one)
+    while count < len(outer) and outer[-1 - count].var in y_vars - x_vars:
+        count += 1
+    cols = tuple(outer[len(outer) - count:])
+    rows = tuple(loop for loop in outer if loop.var in x_vars - y_vars)
+    while rows and not _flattens(rows, form):  # outer row loops that do not flatten with the rest are batch
+        rows = rows[1:]
+    batch = tuple(loop for loop in outer if loop not in cols and loop not in rows)
+    if (not rows or not cols or any(loop.var in _vars(g) for g in guards for loop in rows)
+            or not _flattens(cols, form)):
+        return None
+    return Contraction(batch, rows, cols, tuple(reduction), tuple(guards), x, y, init.init.dtype, store.buffer,
+                       store.index)
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """The block sizes of one contraction: register tile ``mr x nr``, reduction chunks of ``chunk`` iterations
+    of the outermost reduction loop (``kc`` of the flattened reduction), row blocks of ``mc`` rows."""
+
+    mr: int
+    nr: int
+    chunk: int
+    kc: int
+    chunks: int
+    mc: int
+    blocks: int
+
+
+def plan(c: Contraction, target: Target) -> GemmPlan:
+    """Block sizes for ``c`` on ``target`` (module docstring)."""
+    lanes = max(target.vector_bits // (8 * c.work.itemsize), 1)
+    nr = 2 * lanes
+    mr = 12 if target.vector_bits >= 512 else 6
+    outer, inner = c.reduction[0].extent, math.prod(loop.extent for loop in c.reduction[1:])
+    chunk = outer
+    if c.out.dtype is c.work:  # why: partial sums live in C between chunks, so C must hold the accumulator dtype
+        fits = [d for d in range(1, outer + 1) if outer % d == 0 and d * inner <= MAX_KC]
+        if fits and max(fits) * inner >= MAX_KC // 4:
+            chunk = max(fits)
+    kc = chunk * inner
+    panels = -(-c.m // mr)
+    per_block = max(A_BLOCK_BYTES // (kc * mr * c.work.itemsize), 1)
+    blocks = -(-panels // per_block)
+    if c.m * c.n * kc >= PARALLEL_MIN_FLOPS:  # why: a multiple of MIN_BLOCKS shares evenly among 2 or 4 threads
+        blocks = min(-(-blocks // MIN_BLOCKS) * MIN_BLOCKS, panels)
+    mc = -(-panels // blocks) * mr
+    return GemmPlan(mr, nr, chunk, kc, outer // chunk, mc, -(-c.m // mc))
+
+
+def _unflatten(loops: tuple[Loop, ...], flat: Expr) -> dict[str, Expr]:
+    """Each loop variable's value at row-major index ``flat`` over ``loops``."""
+    values: dict[str, Expr] = {}
+    inner = 1
+    for position in range(len(loops) - 1, -1, -1):
+        loop = loops[position]
+        value = flat if inner == 1 else Binary("div", flat, Const(inner))
+        if position > 0:
+            value = Binary("mod", value, Const(loop.extent))
+        values[loop.var] = value
+        inner *= loop.extent
+    return values
+
+
+class _Tiler:
+    """Builds the tiled kernel of one contraction (``tile_contraction``)."""
+
+    def __init__(self, kernel: Kernel, c: Contraction, p: GemmPlan, parallel: bool) -> None:
+        self.c, self.p, self.parallel = c, p, parallel
+        self.names = (f"g{i}" for i in itertools.count())
+        self.packed_a = Buffer(f"{kernel.name}_packed_a", c.work, p.blocks * p.mc * p.kc)
+        self.packed_b = Buffer(f"{kernel.name}_packed_b", c.work, c.n * p.kc)
+        form = affine(c.out_index)
+        assert form is not None
+        self.row_stride, self.col_stride = form[c.rows[-1].var], form[c.cols[-1].var]
+        self.out_base = substitute(c.out_index, {loop.var: Const(0) for loop in (*c.rows, *c.cols)})
+        self.kb: Expr = Const(0)
+        self.ic: Expr = Const(0)
+
+    def fresh(self, hint: str) -> str:
+        return f"{hint}_{next(self.names)}"
+
+    def chunk_loops(self, leaf: Callable[[dict[str, Expr], Expr], list[Stmt]]) -> list[Stmt]:
+        """The reduction loops of one chunk around ``leaf(mapping, kk)``: the outermost loop runs ``chunk``
+        iterations from ``kb * chunk``; ``kk`` is the flattened index within the chunk."""
+        c, p = self.c, self.p
+        loops = [(self.fresh("k"), loop) for loop in c.reduction]
+        mapping: dict[str, Expr] = {}
+        kk: Expr = Const(0)
+        stride = p.kc
+        for position, (name, loop) in enumerate(loops):
+            extent = p.chunk if position == 0 else loop.extent
+            stride //= extent
+            mapping[loop.var] = add(mul(self.kb, Const(p.chunk)), Var(name)) if position == 0 else Var(name)
+            kk = add(kk, mul(Var(name), Const(stride)))
+        stmts = leaf(mapping, kk)
+        for position, (name, loop) in reversed(list(enumerate(loops))):
+            stmts = [Loop(name, p.chunk if position == 0 else loop.extent, tuple(stmts))]
+        return stmts
+
+    # -- packing --------------------------------------------------------------
+    def pack_b(self) -> list[Stmt]:
+        """Bp: the chunk's B in column panels of ``nr`` (the last one narrower), zero where a guard fails."""
+        c, p = self.c, self.p
+        stmts: list[Stmt] = []
+        full, tail = divmod(c.n, p.nr)
+
+        def panel(q: Expr, width: int) -> list[Stmt]:
+            col_var = self.fresh("c")
+
+            def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
+                col = add(mul(q, Const(p.nr)), Var(col_var))
+                values = {**mapping, **_unflatten(c.cols, col)}
+                index = add(add(mul(q, Const(p.nr * p.kc)), mul(kk, Const(width))), Var(col_var))
+                value = cast(substitute(c.b, values), c.work)
+                store: Stmt = Store(self.packed_b, index, value)
+                if c.guards:
+                    store = If(all_of([substitute(g, values) for g in c.guards]), (store,),
+                               (Store(self.packed_b, index, Const(0.0, c.work)),))
+                return [Loop(col_var, width, (store,))]
+
+            return self.chunk_loops(leaf)
+
+        if full:
+            q = self.fresh("q")
+            loop = Loop(q, full, tuple(panel(Var(q), p.nr)))
+            if self.parallel and c.n * p.kc >= PARALLEL_MIN_FLOPS and full > 1 and iterations_disjoint(loop):
+                loop = Loop(q, full, loop.body, LoopKind.PARALLEL)
+            stmts.append(loop)
+        if tail:
+            stmts.extend(panel(Const(full), tail))
+        return stmts
+
+    def pack_a(self, rows: int) -> list[Stmt]:
+        """Ap for the row block at ``ic`` of ``rows`` rows: row panels of ``mr`` (the last one lower)."""
+        c, p = self.c, self.p
+        full, tail = divmod(rows, p.mr)
+
+        def panel(panel_index: Expr, height: int) -> list[Stmt]:
+            r = self.fresh("r")
+
+            def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
+                row = add(add(mul(self.ic, Const(p.mc)), mul(panel_index, Const(p.mr))), Var(r))
+                value = cast(substitute(c.a, {**mapping, **_unflatten(c.rows, row)}), c.work)
+                index = add(add(self.a_panel_base(panel_index), mul(kk, Const(height))), Var(r))
+                return [Loop(r, height, (Store(self.packed_a, index, value),))]
+
+            return self.chunk_loops(leaf)
+
+        stmts: list[Stmt] = []
+        if full:
+            pi = self.fresh("p")
+            stmts.append(Loop(pi, full, tuple(panel(Var(pi), p.mr))))
+        if tail:
+            stmts.extend(panel(Const(full), tail))
+        return stmts
+
+    def a_panel_base(self, panel_index: Expr) -> Expr:
+        p = self.p
+        return add(mul(self.ic, Const(p.mc * p.kc)), mul(panel_index, Const(p.mr * p.kc)))
+
+    # -- the micro-kernel -----------------------------------------------------
+    def micro(self, panel_index: Expr, height: int, q: Expr, width: int) -> list[Stmt]:
+        """One ``height x width`` tile: accumulators, the chunk's ``kc`` steps, the store."""
+        c, p = self.c, self.p
+        tag = self.fresh("t")
+        accs = [[f"acc{tag}_{r}_{j}" for j in range(width)] for r in range(height)]
+        row0 = add(mul(self.ic, Const(p.mc)), mul(panel_index, Const(p.mr)))
+        col0 = mul(q, Const(p.nr))
+
+        def out_index(r: int, j: int) -> Expr:
+            return add(add(self.out_base, mul(add(row0, Const(r)), Const(self.row_stride))),
+                       mul(add(col0, Const(j)), Const(self.col_stride)))
+
+        zero = Const(0.0, c.work)
+        stmts: list[Stmt] = []
+        for r in range(height):
+            for j in range(width):
+                init: Expr = zero
+                if p.chunks > 1:  # later chunks add to the partial sums the earlier ones stored
+                    init = Select(Binary("eq", self.kb, Const(0)), zero, Load(c.out, out_index(r, j)))
+                stmts.append(Local(accs[r][j], init))
+        kk = self.fresh("kk")
+        a_base = add(self.a_panel_base(panel_index), mul(Var(kk), Const(height)))
+        b_base = add(mul(q, Const(p.nr * p.kc)), mul(Var(kk), Const(width)))
+        step: list[Stmt] = [Local(f"a{tag}_{r}", Load(self.packed_a, add(a_base, Const(r)))) for r in range(height)]
+        step += [Local(f"b{tag}_{j}", Load(self.packed_b, add(b_base, Const(j)))) for j in range(width)]
+        step += [Assign(accs[r][j], Binary("add", LocalRef(accs[r][j], c.work),
+                                           Binary("mul", LocalRef(f"a{tag}_{r}", c.work),
+                                                  LocalRef(f"b{tag}_{j}", c.work))))
+                 for r in range(height) for j in range(width)]
+        stmts.append(Loop(kk, p.kc, tuple(step)))
+        stmts += [Store(c.out, out_index(r, j), cast(LocalRef(accs[r][j], c.work), c.out.dtype))
+                  for r in range(height) for j in range(width)]
+        return stmts
+
+    def block(self, rows: int) -> list[Stmt]:
+        """The row block at ``ic`` of ``rows`` rows: pack its A, then every column panel times every row panel."""
+        c, p = self.c, self.p
+        row_full, row_tail = divmod(rows, p.mr)
+        col_full, col_tail = divmod(c.n, p.nr)
+
+        def panels(q: Expr, width: int) -> list[Stmt]:
+            stmts: list[Stmt] = []
+            if row_full:
+                pi = self.fresh("p")
+                stmts.append(Loop(pi, row_full, tuple(self.micro(Var(pi), p.mr, q, width))))
+            if row_tail:
+                stmts.extend(self.micro(Const(row_full), row_tail, q, width))
+            return stmts
+
+        stmts = self.pack_a(rows)
+        if col_full:
+            q = self.fresh("q")
+            stmts.append(Loop(q, col_full, tuple(panels(Var(q), p.nr))))
+        if col_tail:
+            stmts.extend(panels(Const(col_full), col_tail))
+        return stmts
+
+    def body(self) -> list[Stmt]:
+        c, p = self.c, self.p
+        ic, kb = self.fresh("ic"), self.fresh("kb")
+        self.ic = Var(ic) if p.blocks > 1 else Const(0)
+        self.kb = Var(kb) if p.chunks > 1 else Const(0)
+        last_rows = c.m - (p.blocks - 1) * p.mc
+        blocks: list[Stmt]
+        if p.blocks == 1:
+            blocks = self.block(c.m)
+        else:
+            inner: tuple[Stmt, ...] = tuple(self.block(p.mc))
+            if last_rows != p.mc:
+                inner = (If(Binary("lt", self.ic, Const(p.blocks - 1)), inner, tuple(self.block(last_rows))),)
+            loop = Loop(ic, p.blocks, inner)
+            if self.parallel and c.m * c.n * p.kc >= PARALLEL_MIN_FLOPS and iterations_disjoint(loop):
+                loop = Loop(ic, p.blocks, inner, LoopKind.PARALLEL)
+            blocks = [loop]
+        stmts: list[Stmt]
+        if p.chunks > 1:
+            stmts = [Loop(kb, p.chunks, (*self.pack_b(), *blocks))]
+        else:
+            stmts = [*self.pack_b(), *blocks]
+        for loop in reversed(c.batch):
+            stmts = [Loop(loop.var, loop.extent, tuple(stmts))]
+        return stmts
+
+
+def tile_contraction(kernel: Kernel, c: Contraction, target: Target) -> Kernel:
+    """``kernel`` (recognized as ``c``) as a packed, register-blocked GEMM for ``target`` (module docstring).
+
+    Its two packing buffers are new: the ``schedule`` pass gives them arena storage.
+    """
+    p = plan(c, target)
+    tiler = _Tiler(kernel, c, p, LoopKind.PARALLEL in target.loop_kinds)
+    body = tiler.body()
+    return Kernel(kernel.name, (*kernel.buffers, tiler.packed_a, tiler.packed_b), tuple(body), kernel.sources)
+
+
+def schedule_contraction(kernel: Kernel, attrs: object, target: Target | None) -> Kernel | None:
+    """The ``OpDef.schedule`` hook of matmul and conv2d: the tiled GEMM where the kernel is a contraction worth
+    packing, else None (the default schedule)."""
+    c = recognize(kernel)
+    if target is None or c is None or not profitable(c.m, c.n, c.k):
+        return None
+    return tile_contraction(kernel, c, target)
