@@ -29,7 +29,7 @@ batch loops too.
           for each NR column panel:
             for each MR row panel:
               MR x NR accumulators; for kk in KC: acc[r][c] += Ap[kk][r] * Bp[kk][c]
-              C tile = acc (+ C's partial sum from earlier chunks)
+              C tile = acc (+ C's partial sum from earlier chunks), inside C only
 
 The micro-kernel's accumulators are scalar locals in a serial loop: the
 emitter neither reorders nor vectorizes along ``kk`` (``codegen/llvm_emit``:
@@ -39,9 +39,12 @@ row's NR accumulators into NR / lanes vector registers and contracts
 vectors and one broadcast A. Packing makes both operands contiguous whatever
 their layout (transposed weights, strided views, a convolution window),
 converts them to the accumulator's dtype once, and is counted in the memory
-plan as two scratch buffers of the kernel. Every size is static: the last
-row and column panels and the last row block get micro-kernels of their own
-sizes, so no guard runs inside the micro-kernel.
+plan as scratch buffers of the kernel (with a tile per row block). The packs are zero-padded to whole
+panels and blocks, so one micro-kernel serves every tile (one copy of its
+code keeps compile time down). A tile is stored whole to scratch and copied
+into C from there, its elements past the last row or column left out, so
+the micro-kernel ends in plain vector stores; later chunks add to the partial sums earlier ones
+stored (``C`` holds the accumulator dtype whenever there are several).
 
 Sizes come from the shapes and the target (no tuning): NR is two vectors of
 the accumulator dtype, MR 6 (12 with 32 vector registers), KC at most
@@ -213,7 +216,7 @@ def plan(c: Contraction, target: Target) -> GemmPlan:
     if c.m * c.n * kc >= PARALLEL_MIN_FLOPS:  # why: a multiple of MIN_BLOCKS shares evenly among 2 or 4 threads
         blocks = min(-(-blocks // MIN_BLOCKS) * MIN_BLOCKS, panels)
     mc = -(-panels // blocks) * mr
-    return GemmPlan(mr, nr, chunk, kc, outer // chunk, mc, -(-c.m // mc))
+    return GemmPlan(mr, nr, chunk, kc, outer // chunk, mc, -(-panels // (mc // mr)))
 
 
 def _unflatten(loops: tuple[Loop, ...], flat: Expr) -> dict[str, Expr]:
@@ -236,8 +239,10 @@ class _Tiler:
     def __init__(self, kernel: Kernel, c: Contraction, p: GemmPlan, parallel: bool) -> None:
         self.c, self.p, self.parallel = c, p, parallel
         self.names = (f"g{i}" for i in itertools.count())
+        self.col_panels = -(-c.n // p.nr)
         self.packed_a = Buffer(f"{kernel.name}_packed_a", c.work, p.blocks * p.mc * p.kc)
-        self.packed_b = Buffer(f"{kernel.name}_packed_b", c.work, c.n * p.kc)
+        self.packed_b = Buffer(f"{kernel.name}_packed_b", c.work, self.col_panels * p.nr * p.kc)
+        self.tile = Buffer(f"{kernel.name}_tile", c.work, p.blocks * p.mr * p.nr)
         form = affine(c.out_index)
         assert form is not None
         self.row_stride, self.col_stride = form[c.rows[-1].var], form[c.cols[-1].var]
@@ -266,147 +271,110 @@ class _Tiler:
             stmts = [Loop(name, p.chunk if position == 0 else loop.extent, tuple(stmts))]
         return stmts
 
+    def packed_store(self, buffer: Buffer, index: Expr, value: Expr, valid: list[Expr]) -> Stmt:
+        """``buffer[index] = value`` where every ``valid`` condition holds, else zero (padding adds nothing)."""
+        store = Store(buffer, index, cast(value, self.c.work))
+        if not valid:
+            return store
+        return If(all_of(valid), (store,), (Store(buffer, index, Const(0.0, self.c.work)),))
+
     # -- packing --------------------------------------------------------------
     def pack_b(self) -> list[Stmt]:
-        """Bp: the chunk's B in column panels of ``nr`` (the last one narrower), zero where a guard fails."""
+        """Bp: the chunk's B in column panels of ``nr``, zero past the last column and where a guard fails."""
         c, p = self.c, self.p
-        stmts: list[Stmt] = []
-        full, tail = divmod(c.n, p.nr)
+        q, j = self.fresh("q"), self.fresh("c")
 
-        def panel(q: Expr, width: int) -> list[Stmt]:
-            col_var = self.fresh("c")
+        def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
+            col = add(mul(Var(q), Const(p.nr)), Var(j))
+            values = {**mapping, **_unflatten(c.cols, col)}
+            valid: list[Expr] = [Binary("lt", col, Const(c.n))] if c.n % p.nr else []
+            valid += [substitute(g, values) for g in c.guards]
+            index = add(add(mul(Var(q), Const(p.nr * p.kc)), mul(kk, Const(p.nr))), Var(j))
+            return [Loop(j, p.nr, (self.packed_store(self.packed_b, index, substitute(c.b, values), valid),))]
 
-            def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
-                col = add(mul(q, Const(p.nr)), Var(col_var))
-                values = {**mapping, **_unflatten(c.cols, col)}
-                index = add(add(mul(q, Const(p.nr * p.kc)), mul(kk, Const(width))), Var(col_var))
-                value = cast(substitute(c.b, values), c.work)
-                store: Stmt = Store(self.packed_b, index, value)
-                if c.guards:
-                    store = If(all_of([substitute(g, values) for g in c.guards]), (store,),
-                               (Store(self.packed_b, index, Const(0.0, c.work)),))
-                return [Loop(col_var, width, (store,))]
+        loop = Loop(q, self.col_panels, tuple(self.chunk_loops(leaf)))
+        if self.parallel and self.col_panels > 1 and c.n * p.kc >= PARALLEL_MIN_FLOPS and iterations_disjoint(loop):
+            loop = Loop(q, self.col_panels, loop.body, LoopKind.PARALLEL)
+        return [loop]
 
-            return self.chunk_loops(leaf)
-
-        if full:
-            q = self.fresh("q")
-            loop = Loop(q, full, tuple(panel(Var(q), p.nr)))
-            if self.parallel and c.n * p.kc >= PARALLEL_MIN_FLOPS and full > 1 and iterations_disjoint(loop):
-                loop = Loop(q, full, loop.body, LoopKind.PARALLEL)
-            stmts.append(loop)
-        if tail:
-            stmts.extend(panel(Const(full), tail))
-        return stmts
-
-    def pack_a(self, rows: int) -> list[Stmt]:
-        """Ap for the row block at ``ic`` of ``rows`` rows: row panels of ``mr`` (the last one lower)."""
+    def pack_a(self) -> list[Stmt]:
+        """Ap for the row block at ``ic``: row panels of ``mr``, zero past the last row."""
         c, p = self.c, self.p
-        full, tail = divmod(rows, p.mr)
+        panel, r = self.fresh("p"), self.fresh("r")
 
-        def panel(panel_index: Expr, height: int) -> list[Stmt]:
-            r = self.fresh("r")
+        def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
+            row = add(add(mul(self.ic, Const(p.mc)), mul(Var(panel), Const(p.mr))), Var(r))
+            value = substitute(c.a, {**mapping, **_unflatten(c.rows, row)})
+            valid: list[Expr] = [Binary("lt", row, Const(c.m))] if p.blocks * p.mc > c.m else []
+            index = add(add(self.a_panel_base(Var(panel)), mul(kk, Const(p.mr))), Var(r))
+            return [Loop(r, p.mr, (self.packed_store(self.packed_a, index, value, valid),))]
 
-            def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
-                row = add(add(mul(self.ic, Const(p.mc)), mul(panel_index, Const(p.mr))), Var(r))
-                value = cast(substitute(c.a, {**mapping, **_unflatten(c.rows, row)}), c.work)
-                index = add(add(self.a_panel_base(panel_index), mul(kk, Const(height))), Var(r))
-                return [Loop(r, height, (Store(self.packed_a, index, value),))]
+        return [Loop(panel, p.mc // p.mr, tuple(self.chunk_loops(leaf)))]
 
-            return self.chunk_loops(leaf)
-
-        stmts: list[Stmt] = []
-        if full:
-            pi = self.fresh("p")
-            stmts.append(Loop(pi, full, tuple(panel(Var(pi), p.mr))))
-        if tail:
-            stmts.extend(panel(Const(full), tail))
-        return stmts
-
-    def a_panel_base(self, panel_index: Expr) -> Expr:
+    def a_panel_base(self, panel: Expr) -> Expr:
         p = self.p
-        return add(mul(self.ic, Const(p.mc * p.kc)), mul(panel_index, Const(p.mr * p.kc)))
+        return add(mul(self.ic, Const(p.mc * p.kc)), mul(panel, Const(p.mr * p.kc)))
 
     # -- the micro-kernel -----------------------------------------------------
-    def micro(self, panel_index: Expr, height: int, q: Expr, width: int) -> list[Stmt]:
-        """One ``height x width`` tile: accumulators, the chunk's ``kc`` steps, the store."""
+    def micro(self, panel: Expr, q: Expr) -> list[Stmt]:
+        """One ``mr x nr`` tile: accumulators, the chunk's ``kc`` steps, the store of its rows and columns inside
+        the output (later chunks add to what the earlier ones stored)."""
         c, p = self.c, self.p
-        tag = self.fresh("t")
-        accs = [[f"acc{tag}_{r}_{j}" for j in range(width)] for r in range(height)]
-        row0 = add(mul(self.ic, Const(p.mc)), mul(panel_index, Const(p.mr)))
+        accs = [[f"acc_{r}_{j}" for j in range(p.nr)] for r in range(p.mr)]
+        row0 = add(mul(self.ic, Const(p.mc)), mul(panel, Const(p.mr)))
         col0 = mul(q, Const(p.nr))
-
-        def out_index(r: int, j: int) -> Expr:
-            return add(add(self.out_base, mul(add(row0, Const(r)), Const(self.row_stride))),
-                       mul(add(col0, Const(j)), Const(self.col_stride)))
-
         zero = Const(0.0, c.work)
-        stmts: list[Stmt] = []
-        for r in range(height):
-            for j in range(width):
-                init: Expr = zero
-                if p.chunks > 1:  # later chunks add to the partial sums the earlier ones stored
-                    init = Select(Binary("eq", self.kb, Const(0)), zero, Load(c.out, out_index(r, j)))
-                stmts.append(Local(accs[r][j], init))
+        stmts: list[Stmt] = [Local(name, zero) for row in accs for name in row]
         kk = self.fresh("kk")
-        a_base = add(self.a_panel_base(panel_index), mul(Var(kk), Const(height)))
-        b_base = add(mul(q, Const(p.nr * p.kc)), mul(Var(kk), Const(width)))
-        step: list[Stmt] = [Local(f"a{tag}_{r}", Load(self.packed_a, add(a_base, Const(r)))) for r in range(height)]
-        step += [Local(f"b{tag}_{j}", Load(self.packed_b, add(b_base, Const(j)))) for j in range(width)]
-        step += [Assign(accs[r][j], Binary("add", LocalRef(accs[r][j], c.work),
-                                           Binary("mul", LocalRef(f"a{tag}_{r}", c.work),
-                                                  LocalRef(f"b{tag}_{j}", c.work))))
-                 for r in range(height) for j in range(width)]
+        a_base = add(self.a_panel_base(panel), mul(Var(kk), Const(p.mr)))
+        b_base = add(mul(q, Const(p.nr * p.kc)), mul(Var(kk), Const(p.nr)))
+        # B's row first, then one A element at a time with its row of updates: live at once are the
+        # accumulators, B's vectors and one broadcast A (15 of AVX2's 16 registers)
+        step: list[Stmt] = [Local(f"b_{j}", Load(self.packed_b, add(b_base, Const(j)))) for j in range(p.nr)]
+        for r in range(p.mr):
+            step.append(Local(f"a_{r}", Load(self.packed_a, add(a_base, Const(r)))))
+            step += [Assign(accs[r][j], Binary("add", LocalRef(accs[r][j], c.work),
+                                               Binary("mul", LocalRef(f"a_{r}", c.work), LocalRef(f"b_{j}", c.work))))
+                     for j in range(p.nr)]
         stmts.append(Loop(kk, p.kc, tuple(step)))
-        stmts += [Store(c.out, out_index(r, j), cast(LocalRef(accs[r][j], c.work), c.out.dtype))
-                  for r in range(height) for j in range(width)]
-        return stmts
-
-    def block(self, rows: int) -> list[Stmt]:
-        """The row block at ``ic`` of ``rows`` rows: pack its A, then every column panel times every row panel."""
-        c, p = self.c, self.p
-        row_full, row_tail = divmod(rows, p.mr)
-        col_full, col_tail = divmod(c.n, p.nr)
-
-        def panels(q: Expr, width: int) -> list[Stmt]:
-            stmts: list[Stmt] = []
-            if row_full:
-                pi = self.fresh("p")
-                stmts.append(Loop(pi, row_full, tuple(self.micro(Var(pi), p.mr, q, width))))
-            if row_tail:
-                stmts.extend(self.micro(Const(row_full), row_tail, q, width))
-            return stmts
-
-        stmts = self.pack_a(rows)
-        if col_full:
-            q = self.fresh("q")
-            stmts.append(Loop(q, col_full, tuple(panels(Var(q), p.nr))))
-        if col_tail:
-            stmts.extend(panels(Const(col_full), col_tail))
+        # the tile goes to scratch whole (vector stores), then into C where it lies inside C: guards and the
+        # partial sums of earlier chunks stay out of the micro-kernel
+        tile_base = mul(self.ic, Const(p.mr * p.nr))
+        stmts += [Store(self.tile, add(tile_base, Const(r * p.nr + j)), LocalRef(accs[r][j], c.work))
+                  for r in range(p.mr) for j in range(p.nr)]
+        r_var, j_var = self.fresh("r"), self.fresh("j")
+        row, col = add(row0, Var(r_var)), add(col0, Var(j_var))
+        index = add(add(self.out_base, mul(row, Const(self.row_stride))), mul(col, Const(self.col_stride)))
+        value: Expr = Load(self.tile, add(add(tile_base, mul(Var(r_var), Const(p.nr))), Var(j_var)))
+        if p.chunks > 1:
+            value = Select(Binary("eq", self.kb, Const(0)), value, Binary("add", cast(Load(c.out, index), c.work),
+                                                                            value))
+        store: Stmt = Store(c.out, index, cast(value, c.out.dtype))
+        valid: list[Expr] = []
+        if p.blocks * p.mc > c.m:
+            valid.append(Binary("lt", row, Const(c.m)))
+        if c.n % p.nr:
+            valid.append(Binary("lt", col, Const(c.n)))
+        if valid:
+            store = If(all_of(valid), (store,))
+        stmts.append(Loop(r_var, p.mr, (Loop(j_var, p.nr, (store,)),)))
         return stmts
 
     def body(self) -> list[Stmt]:
         c, p = self.c, self.p
-        ic, kb = self.fresh("ic"), self.fresh("kb")
+        ic, kb, q, panel = self.fresh("ic"), self.fresh("kb"), self.fresh("q"), self.fresh("p")
         self.ic = Var(ic) if p.blocks > 1 else Const(0)
         self.kb = Var(kb) if p.chunks > 1 else Const(0)
-        last_rows = c.m - (p.blocks - 1) * p.mc
-        blocks: list[Stmt]
-        if p.blocks == 1:
-            blocks = self.block(c.m)
-        else:
-            inner: tuple[Stmt, ...] = tuple(self.block(p.mc))
-            if last_rows != p.mc:
-                inner = (If(Binary("lt", self.ic, Const(p.blocks - 1)), inner, tuple(self.block(last_rows))),)
-            loop = Loop(ic, p.blocks, inner)
+        tiles = Loop(q, self.col_panels, (Loop(panel, p.mc // p.mr, tuple(self.micro(Var(panel), Var(q)))),))
+        blocks: list[Stmt] = [*self.pack_a(), tiles]
+        if p.blocks > 1:
+            loop = Loop(ic, p.blocks, tuple(blocks))
             if self.parallel and c.m * c.n * p.kc >= PARALLEL_MIN_FLOPS and iterations_disjoint(loop):
-                loop = Loop(ic, p.blocks, inner, LoopKind.PARALLEL)
+                loop = Loop(ic, p.blocks, loop.body, LoopKind.PARALLEL)
             blocks = [loop]
-        stmts: list[Stmt]
+        stmts = [*self.pack_b(), *blocks]
         if p.chunks > 1:
-            stmts = [Loop(kb, p.chunks, (*self.pack_b(), *blocks))]
-        else:
-            stmts = [*self.pack_b(), *blocks]
+            stmts = [Loop(kb, p.chunks, tuple(stmts))]
         for loop in reversed(c.batch):
             stmts = [Loop(loop.var, loop.extent, tuple(stmts))]
         return stmts
@@ -415,12 +383,13 @@ class _Tiler:
 def tile_contraction(kernel: Kernel, c: Contraction, target: Target) -> Kernel:
     """``kernel`` (recognized as ``c``) as a packed, register-blocked GEMM for ``target`` (module docstring).
 
-    Its two packing buffers are new: the ``schedule`` pass gives them arena storage.
+    Its packing and tile buffers are new: the ``schedule`` pass gives them arena storage.
     """
     p = plan(c, target)
     tiler = _Tiler(kernel, c, p, LoopKind.PARALLEL in target.loop_kinds)
     body = tiler.body()
-    return Kernel(kernel.name, (*kernel.buffers, tiler.packed_a, tiler.packed_b), tuple(body), kernel.sources)
+    return Kernel(kernel.name, (*kernel.buffers, tiler.packed_a, tiler.packed_b, tiler.tile), tuple(body),
+                  kernel.sources)
 
 
 def schedule_contraction(kernel: Kernel, attrs: object, target: Target | None) -> Kernel | None:
