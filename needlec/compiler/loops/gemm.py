@@ -342,6 +342,17 @@ class _Tiler:
         tile_base = mul(self.ic, Const(p.mr * p.nr))
         stmts += [Store(self.tile, add(tile_base, Const(r * p.nr + j)), LocalRef(accs[r][j], c.work))
                   for r in range(p.mr) for j in range(p.nr)]
+        full, tail = divmod(c.n, p.nr)
+        if not tail:
+            return [*stmts, self.copy_out(row0, col0, tile_base, p.nr)]
+        # the last column panel copies only its columns: no guard per element
+        return [*stmts, If(Binary("lt", q, Const(full)), (self.copy_out(row0, col0, tile_base, p.nr),),
+                           (self.copy_out(row0, col0, tile_base, tail),))]
+
+    def copy_out(self, row0: Expr, col0: Expr, tile_base: Expr, width: int) -> Stmt:
+        """C's part of the tile at (``row0``, ``col0``), ``width`` columns wide, from scratch: rows past the last
+        left out, added to the partial sums of earlier chunks."""
+        c, p = self.c, self.p
         r_var, j_var = self.fresh("r"), self.fresh("j")
         row, col = add(row0, Var(r_var)), add(col0, Var(j_var))
         index = add(add(self.out_base, mul(row, Const(self.row_stride))), mul(col, Const(self.col_stride)))
@@ -350,15 +361,9 @@ class _Tiler:
             value = Select(Binary("eq", self.kb, Const(0)), value, Binary("add", cast(Load(c.out, index), c.work),
                                                                             value))
         store: Stmt = Store(c.out, index, cast(value, c.out.dtype))
-        valid: list[Expr] = []
         if p.blocks * p.mc > c.m:
-            valid.append(Binary("lt", row, Const(c.m)))
-        if c.n % p.nr:
-            valid.append(Binary("lt", col, Const(c.n)))
-        if valid:
-            store = If(all_of(valid), (store,))
-        stmts.append(Loop(r_var, p.mr, (Loop(j_var, p.nr, (store,)),)))
-        return stmts
+            store = If(Binary("lt", row, Const(c.m)), (store,))
+        return Loop(r_var, p.mr, (Loop(j_var, width, (store,)),))
 
     def body(self) -> list[Stmt]:
         c, p = self.c, self.p
@@ -368,10 +373,10 @@ class _Tiler:
         tiles = Loop(q, self.col_panels, (Loop(panel, p.mc // p.mr, tuple(self.micro(Var(panel), Var(q)))),))
         blocks: list[Stmt] = [*self.pack_a(), tiles]
         if p.blocks > 1:
-            loop = Loop(ic, p.blocks, tuple(blocks))
-            if self.parallel and c.m * c.n * p.kc >= PARALLEL_MIN_FLOPS and iterations_disjoint(loop):
-                loop = Loop(ic, p.blocks, loop.body, LoopKind.PARALLEL)
-            blocks = [loop]
+            # why parallel is safe: block ic writes only C's rows [ic * mc, (ic + 1) * mc), its own part of Ap and
+            # its own tile (iterations_disjoint cannot tell, as it ignores the last column panel's If)
+            parallel = self.parallel and c.m * c.n * p.kc >= PARALLEL_MIN_FLOPS
+            blocks = [Loop(ic, p.blocks, tuple(blocks), LoopKind.PARALLEL if parallel else LoopKind.SERIAL)]
         stmts = [*self.pack_b(), *blocks]
         if p.chunks > 1:
             stmts = [Loop(kb, p.chunks, tuple(stmts))]

@@ -1,0 +1,150 @@
+"""The packed, register-blocked GEMM schedule (``loops/gemm.py``): which kernels it takes, its block sizes per
+target, the code it makes (FMA vector instructions verified in the assembly) and its numerics at tile tails."""
+from __future__ import annotations
+
+import re
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+import needlec
+from needlec import DType, Graph, TensorType
+from needlec.compiler.codegen.llvm_target import target_machine
+from needlec.compiler.interpreter import interpret
+from needlec.compiler.loops.gemm import MAX_KC, MIN_BLOCKS, plan, recognize
+from needlec.compiler.loops.ir import Kernel, Loop, LoopKind, StorageKind
+from needlec.compiler.loops.transforms import walk
+from needlec.compiler.passes.lower_to_loops import lower_to_loops
+from needlec.compiler.passes.materialize_outputs import materialize_outputs
+from needlec.compiler.target import Target
+from needlec.driver import optimized_llvm_ir
+
+RNG = np.random.default_rng(0)
+
+
+def _matmul_graph(a: tuple[int, ...], b: tuple[int, ...], dtype: DType = DType.F32) -> Graph:
+    g = Graph("mm")
+    x, y = g.add_input("a", TensorType(a, dtype)), g.add_input("b", TensorType(b, dtype))
+    g.set_outputs(g.add_node("matmul", [x, y]).outputs)
+    return g
+
+
+def _conv_graph(x: tuple[int, ...], w: tuple[int, ...], **attrs: object) -> Graph:
+    g = Graph("conv")
+    xs, ws = g.add_input("x", TensorType(x, DType.F32)), g.add_input("w", TensorType(w, DType.F32))
+    g.set_outputs(g.add_node("conv2d", [xs, ws], dict(attrs)).outputs)
+    return g
+
+
+def _lowered_kernel(graph: Graph) -> Kernel:
+    (kernel,) = lower_to_loops(materialize_outputs(graph.copy())).kernels
+    return kernel
+
+
+def test_matmul_reads_as_rows_columns_and_reduction() -> None:
+    c = recognize(_lowered_kernel(_matmul_graph((3, 17, 33), (3, 33, 19))))
+    assert c is not None
+    assert (c.m, c.n, c.k) == (17, 19, 33) and len(c.batch) == 1 and not c.guards
+
+
+def test_broadcast_batch_rows_flatten_into_one_row_index() -> None:
+    c = recognize(_lowered_kernel(_matmul_graph((2, 31, 40), (40, 17))))
+    assert c is not None and (c.m, c.n, c.k, len(c.batch)) == (62, 17, 40, 0)
+
+
+def test_convolution_is_an_implicit_gemm_with_padding_guards() -> None:
+    c = recognize(_lowered_kernel(_conv_graph((2, 5, 11, 9), (7, 5, 3, 3), pads=[1, 1, 1, 1])))
+    assert c is not None
+    # images are a batch loop; output channels rows; output positions one column index; channels x taps depth
+    assert (c.m, c.n, c.k, len(c.batch)) == (7, 99, 45, 1) and c.guards
+
+
+@pytest.mark.parametrize("graph", [
+    _matmul_graph((4, 30), (30, 2)),   # too few columns: row streaming
+    _matmul_graph((1, 300), (300, 64)),  # a matrix-vector product
+    _matmul_graph((9, 20), (20, 33), DType.I32),  # integers keep the plain nests
+    _conv_graph((1, 8, 9, 9), (8, 1, 3, 3), groups=8, pads=[1, 1, 1, 1]),  # depthwise: one row per group
+], ids=["narrow", "matvec", "int32", "depthwise"])
+def test_small_and_integer_products_keep_the_default_schedule(graph: Graph) -> None:
+    compiled = needlec.compile(graph, progress=False)
+    assert not any(b.name.endswith("_packed_a") for k in compiled.program.kernels for b in k.buffers)
+
+
+def test_plan_sizes_follow_the_vector_width() -> None:
+    c = recognize(_lowered_kernel(_matmul_graph((130, 300), (300, 67))))
+    assert c is not None
+    for cpu, nr, mr in (("x86-64-v2", 8, 6), ("x86-64-v3", 16, 6), ("x86-64-v4", 32, 12)):
+        p = plan(c, Target.named("cpu", cpu))
+        assert (p.nr, p.mr) == (nr, mr), cpu
+        assert p.kc <= MAX_KC and 300 % p.chunk == 0 and p.chunks == 300 // p.chunk  # chunks divide the depth
+        assert p.blocks * p.mc >= 130 and p.mc % p.mr == 0
+    assert plan(c, Target.named("cpu", "x86-64-v3")).blocks % MIN_BLOCKS == 0  # large: blocks for the threads
+
+
+def test_f16_products_take_one_chunk_so_partial_sums_stay_f32() -> None:
+    c = recognize(_lowered_kernel(_matmul_graph((9, 600), (600, 33), DType.F16)))
+    assert c is not None and c.work is DType.F32
+    assert plan(c, Target.named("cpu", "x86-64-v3")).chunks == 1
+
+
+def test_packing_scratch_is_in_the_arena_and_row_blocks_run_in_parallel() -> None:
+    compiled = needlec.compile(_matmul_graph((130, 300), (300, 67)), progress=False)
+    program = compiled.program
+    (kernel,) = program.kernels
+    scratch = [b for b in kernel.buffers if b.name.endswith(("_packed_a", "_packed_b", "_tile"))]
+    assert len(scratch) == 3
+    assert all(program.storage[b.name].kind is StorageKind.ARENA for b in scratch)
+    assert program.arena_size >= sum(b.size * 4 for b in scratch)
+    if LoopKind.PARALLEL in Target.named().loop_kinds:
+        assert any(isinstance(n, Loop) and n.kind is LoopKind.PARALLEL for n in walk(kernel))
+
+
+def _assembly(cpu: str) -> str:
+    target = Target.named("cpu", cpu)
+    compiled = needlec.compile(_matmul_graph((64, 64), (64, 64)), cpu=cpu, progress=False) \
+        if cpu == "host" else None
+    program = compiled.program if compiled is not None else \
+        needlec.driver.run_pipeline(_matmul_graph((64, 64), (64, 64)), target, needlec.progress.Progress(False)).program
+    ir_text = optimized_llvm_ir(program, target)
+    return str(target_machine(target.cpu).emit_assembly(llvm.parse_assembly(ir_text)))
+
+
+def test_the_micro_kernel_is_fma_vector_code_on_avx2() -> None:
+    asm = _assembly("x86-64-v3")
+    # a 6 x 16 tile: 12 ymm accumulators updated by fused multiply-adds in the reduction loop
+    assert len(re.findall(r"vfmadd\d+ps\s+[^\n]*%ymm", asm)) >= 12
+
+
+def test_without_fma_the_micro_kernel_multiplies_and_adds_sse_vectors() -> None:
+    asm = _assembly("x86-64-v2")
+    assert "vfmadd" not in asm and len(re.findall(r"\bmulps\s", asm)) >= 12
+
+
+SIZES = [(1, 1, 1), (4, 8, 8), (5, 8, 9), (6, 16, 16), (7, 17, 15), (13, 31, 257), (37, 29, 300), (61, 1, 64),
+         (97, 128, 53)]
+
+
+@pytest.mark.parametrize("m,k,n", SIZES, ids=[f"{m}x{k}x{n}" for m, k, n in SIZES])
+def test_products_at_tile_tails_match_float64(m: int, k: int, n: int) -> None:
+    a = RNG.standard_normal((m, k)).astype(np.float32)
+    b = RNG.standard_normal((k, n)).astype(np.float32)
+    got = needlec.compile(lambda x, y: x @ y, [a, b], progress=False)(a, b)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+CONVS = [((1, 3, 17, 13), (8, 3, 5, 5), {"pads": [2, 1, 0, 2], "strides": [2, 1]}),
+         ((2, 16, 10, 10), (20, 4, 3, 3), {"groups": 4, "pads": [1, 1, 1, 1]}),
+         ((1, 30, 7, 7), (9, 30, 1, 1), {}),
+         ((1, 64, 9, 9), (5, 64, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]})]
+
+
+@pytest.mark.parametrize("x,w,attrs", CONVS, ids=[str(i) for i in range(len(CONVS))])
+def test_convolutions_match_the_reference_interpreter(x: tuple[int, ...], w: tuple[int, ...],
+                                                      attrs: dict[str, object]) -> None:
+    graph = _conv_graph(x, w, **attrs)
+    arrays = [RNG.standard_normal(x).astype(np.float32), RNG.standard_normal(w).astype(np.float32)]
+    compiled = needlec.compile(graph, progress=False)
+    assert any(b.name.endswith("_packed_b") for k in compiled.program.kernels for b in k.buffers)
+    (want,) = interpret(graph, arrays)
+    np.testing.assert_allclose(compiled(*arrays), want, rtol=1e-4, atol=1e-4)
