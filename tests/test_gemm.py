@@ -148,3 +148,23 @@ def test_convolutions_match_the_reference_interpreter(x: tuple[int, ...], w: tup
     assert any(b.name.endswith("_packed_b") for k in compiled.program.kernels for b in k.buffers)
     (want,) = interpret(graph, arrays)
     np.testing.assert_allclose(compiled(*arrays), want, rtol=1e-4, atol=1e-4)
+
+
+# -- convolutions the GEMM schedule leaves (depthwise, thin groups): border / interior / border ranges ------------
+def test_window_regions_split_borders_from_the_interior() -> None:
+    from needlec.compiler.ops.window import window_geometry
+    window = window_geometry("conv2d", (9, 10), (3, 3), (1, 2), (1, 1, 1, 1), (1, 1), False)
+    assert window.out_dims == (9, 5)
+    assert window.regions(0) == [(0, 1, True), (1, 7, False), (8, 1, True)]
+    assert window.regions(1) == [(0, 1, True), (1, 4, False)]  # stride 2: the last window ends inside
+    unpadded = window_geometry("conv2d", (5, 5), (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), False)
+    assert unpadded.regions(0) == [(0, 3, False)]
+
+
+def test_depthwise_interior_runs_without_padding_checks() -> None:
+    from needlec.compiler.loops.ir import If
+    kernel = _lowered_kernel(_conv_graph((1, 8, 9, 9), (8, 1, 3, 3), groups=8, pads=[1, 1, 1, 1]))
+    loops = [n for n in walk(kernel) if isinstance(n, Loop) and (n.start, n.extent) == (1, 7)]
+    columns = [loop for loop in loops if not any(isinstance(n, Loop) and n.extent == 7 for n in walk(loop.body))]
+    # the interior column range of an interior row has no check; the same range of a border row checks the row
+    assert sorted(any(isinstance(n, If) for n in walk(loop.body)) for loop in columns) == [False, True, True]

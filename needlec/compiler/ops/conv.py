@@ -7,9 +7,12 @@ only; f16 accumulates in f32. Bias is a separate ``add``.
 
 The lowering loops over n, (group,) output channel, oh, ow with an
 accumulator local and inner ic / kh / kw loops; ``If`` guards skip padded
-positions, so nothing is read out of bounds. Its schedule hook runs it as an
-implicit GEMM (``loops/gemm.py``: output channels are rows, output positions
-columns, the packing of the input patches is im2col).
+positions, so nothing is read out of bounds. Where the GEMM schedule pays,
+its hook runs this nest as an implicit GEMM (``loops/gemm.py``: output
+channels are rows, output positions columns, the packing of the input
+patches is im2col); otherwise (depthwise and other thin groups) oh and ow
+run in border / interior / border ranges (``Window.regions``), and only the
+borders check padding, so the interior's ow loop vectorizes.
 
 Both gradients are conv2d again (plus views and pads), so double backward
 needs nothing more: dx is the transposed convolution and dw correlates x with
@@ -17,6 +20,7 @@ g, the batch playing the channel role.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping, Sequence
 
@@ -27,8 +31,8 @@ from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, add, binary, cast, compute_dtype,
                                             const, mul)
-from needlec.compiler.loops.gemm import schedule_contraction
-from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
+from needlec.compiler.loops.gemm import WORK_DTYPES, profitable, schedule_contraction
+from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes
 from needlec.compiler.ops.composites import conv_transpose_kernel
 from needlec.compiler.ops.registry import Attr, OpDef, check, register
@@ -91,7 +95,7 @@ def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Buffer
     # with one group the channel loop is plain; otherwise split it into (group, channel in group)
     shape = [n, o, oh, ow] if groups == 1 else [n, groups, per_group_out, oh, ow]
 
-    def body(idx: list[Var]) -> list[Stmt]:
+    def body(idx: list[Var], guarded: Sequence[bool] | None = None) -> list[Stmt]:
         group: Expr = Const(0) if groups == 1 else idx[1]
         batch, oc, spatial = idx[0], add(mul(group, Const(per_group_out)), idx[-3]), idx[-2:]
         acc = kb.name("acc")
@@ -104,12 +108,28 @@ def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Buffer
                                  cast(w.load([oc, ic[0], *offsets]), work))
                 return [Assign(acc, binary("add", LocalRef(acc, work), product))]
 
-            return window_loops(kb, window, spatial, accumulate)
+            return window_loops(kb, window, spatial, accumulate, guarded)
 
         return [Local(acc, const(0, work)), *kb.loop_nest([per_group_in], channel, hint="c"),
                 out.store([batch, oc, *spatial], LocalRef(acc, work))]
 
-    return kb.loop_nest(shape, body)
+    if work in WORK_DTYPES and profitable(per_group_out, oh * ow, per_group_in * math.prod(window.kernel)):
+        return kb.loop_nest(shape, body)  # the dot-product form the GEMM schedule packs (``loops/gemm.py``)
+
+    def split_spatial(outer: list[Var]) -> list[Stmt]:
+        """The output rows and columns in border / interior / border ranges: only borders check padding."""
+        stmts: list[Stmt] = []
+        for row_start, rows, row_guarded in window.regions(0):
+            row = kb.var("i")
+            columns: list[Stmt] = []
+            for col_start, cols, col_guarded in window.regions(1):
+                col = kb.var("i")
+                columns.append(Loop(col.name, cols, tuple(body([*outer, row, col], (row_guarded, col_guarded))),
+                                    start=col_start))
+            stmts.append(Loop(row.name, rows, tuple(columns), start=row_start))
+        return stmts
+
+    return kb.loop_nest(shape[:-2], split_spatial)
 
 
 def _grad_input(ctx: GradContext, g: Value, w: Value, window: Window, groups: int) -> Value:

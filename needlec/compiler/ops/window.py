@@ -66,6 +66,15 @@ class Window:
         """The dilated kernel extent on each spatial axis."""
         return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilations))
 
+    def regions(self, axis: int) -> list[tuple[int, int, bool]]:
+        """The output positions of spatial ``axis`` as (start, extent, guarded) ranges, in order: the interior,
+        whose windows lie wholly inside the input, unguarded, and the borders before and after it guarded."""
+        stride, begin, n, out = self.strides[axis], self.pads_begin[axis], self.in_dims[axis], self.out_dims[axis]
+        low = min(-(-begin // stride), out)  # first o with o * stride - begin >= 0
+        high = min(max((n - self.spans()[axis] + begin) // stride + 1, low), out)  # past the last inside
+        ranges = [(0, low, True), (low, high - low, False), (high, out - high, True)]
+        return [r for r in ranges if r[1] > 0]
+
 
 def _per_axis(op: str, name: str, values: Sequence[int], count: int, default: int, least: int) -> tuple[int, ...]:
     """``values`` (``count`` of them, or ``()`` for the default), each at least ``least``."""
@@ -100,12 +109,14 @@ def window_geometry(op: str, in_dims: Sequence[int], kernel: Sequence[int], stri
 
 
 def window_loops(kb: KernelBuilder, window: Window, out_idx: Sequence[Expr],
-                 body: Callable[[list[Expr], list[Var]], list[Stmt]]) -> list[Stmt]:
+                 body: Callable[[list[Expr], list[Var]], list[Stmt]],
+                 guarded: Sequence[bool] | None = None) -> list[Stmt]:
     """Loops over the kernel offsets of the window at ``out_idx``.
 
     ``body(input positions, kernel offsets)`` runs only where every position
     lies inside the input: each axis whose positions can leave the input gets
-    an ``If`` around the loops inside it, so nothing reads out of bounds.
+    an ``If`` around the loops inside it, so nothing reads out of bounds,
+    unless ``guarded`` says the axis's positions are all inside (``Window.regions``).
     """
     rank = len(window.kernel)
     positions: list[Expr] = []
@@ -122,9 +133,10 @@ def window_loops(kb: KernelBuilder, window: Window, out_idx: Sequence[Expr],
         offsets.append(k)
         inner = level(axis + 1)
         bounds = []
-        if begin > 0:
+        check_axis = guarded is None or guarded[axis]
+        if check_axis and begin > 0:
             bounds.append(binary("ge", position, Const(0)))
-        if (out - 1) * stride - begin + (window.kernel[axis] - 1) * dilation >= n:
+        if check_axis and (out - 1) * stride - begin + (window.kernel[axis] - 1) * dilation >= n:
             bounds.append(binary("lt", position, Const(n)))
         if bounds:
             inner = [If(all_of(bounds), tuple(inner))]
