@@ -168,3 +168,20 @@ def test_depthwise_interior_runs_without_padding_checks() -> None:
     columns = [loop for loop in loops if not any(isinstance(n, Loop) and n.extent == 7 for n in walk(loop.body))]
     # the interior column range of an interior row has no check; the same range of a border row checks the row
     assert sorted(any(isinstance(n, If) for n in walk(loop.body)) for loop in columns) == [False, True, True]
+
+
+def test_kernels_with_the_same_code_share_one_function() -> None:
+    from needlec.compiler.codegen.cpu import code_key, emit_module
+
+    def model(x, w1, w2, w3):  # type: ignore[no-untyped-def]
+        return ((x @ w1) @ w2) @ w3  # three products of one shape: one function, three calls
+
+    arrays = [RNG.standard_normal((16, 16)).astype(np.float32) for _ in range(4)]
+    compiled = needlec.compile(model, arrays, progress=False)
+    program = compiled.program
+    products = [k for k in program.kernels if "matmul" in k.ops]
+    assert len(products) == 3 and len({code_key(k) for k in products}) == 1
+    text = str(emit_module(program, compiled.target))
+    assert sum(1 for line in text.splitlines() if line.startswith("define") and "matmul" in line) == 1
+    want = ((arrays[0] @ arrays[1]) @ arrays[2]) @ arrays[3]
+    np.testing.assert_allclose(compiled(*arrays), want, rtol=1e-4, atol=1e-3)

@@ -7,7 +7,8 @@ for intermediates and the exported symbols of ``needlec/abi.py``
 (``<prefix>_run``, ``<prefix>_signature``, ``<prefix>_variable`` and the
 profiling ones; the prefix is the artifact's ``symbol_prefix``, ``needlec``
 by default). The entry calls the kernels in order, timing each call when
-profiling is switched on (``codegen/profiling.py``).
+profiling is switched on (``codegen/profiling.py``); kernels with the same
+code (``code_key``) share one function.
 
 Constants and variables over ``INLINE_LIMIT`` bytes are *external data*: the
 module only declares them (``external hidden`` globals named by
@@ -23,7 +24,7 @@ step's (``needlec/build/llvm.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import llvmlite.ir as ir
 import numpy as np
@@ -33,7 +34,9 @@ from needlec.compiler.codegen.half_libcalls import define_half_libcalls
 from needlec.compiler.codegen.parallel import define_thread_setter
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
 from needlec.compiler.codegen.profiling import emit_kernel_calls
-from needlec.compiler.loops.ir import Program
+from needlec.compiler.loops.ir import Kernel, Load, Program, Stmt, Store
+from needlec.compiler.loops.printer import print_stmts
+from needlec.compiler.loops.transforms import map_exprs, map_stmts
 from needlec.compiler.target import Target
 
 INLINE_LIMIT = 4096  # bytes: larger constants and variables are external data; smaller ones stay in the
@@ -116,6 +119,24 @@ def _byte_global(module: ir.Module, name: str, data: bytes, constant: bool, alig
     return var
 
 
+def code_key(kernel: Kernel) -> str:
+    """What ``kernel``'s code depends on: its body with each buffer named by its position among the kernel's
+    parameters, and their dtypes. Kernels with one key share one function (repeated blocks of ResNet, the
+    layers of a transformer): LLVM optimises and compiles it once, and the entry calls it with each kernel's
+    buffers."""
+    position = {b.name: f"p{i}" for i, b in enumerate(kernel.buffers)}
+    body = map_exprs(kernel.body, lambda e: replace(e, buffer=replace(e.buffer, name=position[e.buffer.name]))
+                     if isinstance(e, Load) else e)
+
+    def rename(stmt: Stmt) -> tuple[Stmt, ...]:
+        if isinstance(stmt, Store):
+            return (replace(stmt, buffer=replace(stmt.buffer, name=position[stmt.buffer.name])),)
+        return (stmt,)
+
+    lines = print_stmts(map_stmts(body, rename))
+    return "\n".join([" ".join(b.dtype.value for b in kernel.buffers), *lines])
+
+
 def emit_module(program: Program, target: Target, prefix: str = abi.DEFAULT_PREFIX) -> ir.Module:
     """Render ``program`` as an LLVM IR module for ``target`` whose exported symbols start with ``prefix``."""
     module = ir.Module(name=llvm_name(program.name))
@@ -143,9 +164,15 @@ def emit_module(program: Program, target: Target, prefix: str = abi.DEFAULT_PREF
         arena.align = align
 
     define_half_libcalls(module)
-    kernels = [KernelEmitter(module, k, target).emit() for k in program.kernels]
-    for fn in kernels:  # why: inlining every kernel into the entry makes O3 superlinear (17 s -> 3 s measured)
-        fn.attributes.add("noinline")
+    functions: dict[str, ir.Function] = {}
+    kernels = []
+    for kernel in program.kernels:
+        key = code_key(kernel)
+        if key not in functions:
+            functions[key] = KernelEmitter(module, kernel, target).emit()
+            # why: inlining every kernel into the entry makes O3 superlinear (17 s -> 3 s measured)
+            functions[key].attributes.add("noinline")
+        kernels.append(functions[key])
 
     entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=abi.entry(prefix))
     inputs, outputs = entry.args
