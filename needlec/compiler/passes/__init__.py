@@ -16,6 +16,7 @@ from needlec.compiler.passes.canonicalize import canonicalize
 from needlec.compiler.passes.constant_fold import constant_fold
 from needlec.compiler.passes.cse import cse
 from needlec.compiler.passes.dce import dce
+from needlec.compiler.passes.fold_weights import fold_weights
 from needlec.compiler.passes.lower_to_loops import lower_to_loops
 from needlec.compiler.passes.materialize_outputs import materialize_outputs
 from needlec.compiler.passes.plan_memory import plan_memory
@@ -40,6 +41,7 @@ GRAPH_PASSES: tuple[Pass, ...] = (
     Pass("verify", verify, "graph"),
     Pass("canonicalize", canonicalize, "graph"),
     Pass("constant_fold", constant_fold, "graph"),
+    Pass("fold_weights", fold_weights, "graph"),
     Pass("cse", cse, "graph"),
     Pass("dce", dce, "graph"),
     Pass("materialize_outputs", materialize_outputs, "graph"),
