@@ -100,20 +100,22 @@ def test_packing_scratch_is_in_the_arena_and_row_blocks_run_in_parallel() -> Non
         assert any(isinstance(n, Loop) and n.kind is LoopKind.PARALLEL for n in walk(kernel))
 
 
-def _assembly(cpu: str) -> str:
+def _assembly(cpu: str, n: int = 64) -> str:
+    from needlec.driver import run_pipeline
+    from needlec.progress import Progress
+
     target = Target.named("cpu", cpu)
-    compiled = needlec.compile(_matmul_graph((64, 64), (64, 64)), cpu=cpu, progress=False) \
-        if cpu == "host" else None
-    program = compiled.program if compiled is not None else \
-        needlec.driver.run_pipeline(_matmul_graph((64, 64), (64, 64)), target, needlec.progress.Progress(False)).program
+    program = run_pipeline(_matmul_graph((64, 64), (64, n)), target, Progress(False)).program
     ir_text = optimized_llvm_ir(program, target)
     return str(target_machine(target.cpu).emit_assembly(llvm.parse_assembly(ir_text)))
 
 
-def test_the_micro_kernel_is_fma_vector_code_on_avx2() -> None:
-    asm = _assembly("x86-64-v3")
-    # a 6 x 16 tile: 12 ymm accumulators updated by fused multiply-adds in the reduction loop
+@pytest.mark.parametrize("n", [64, 196], ids=["whole-panels", "tail-of-4"])
+def test_the_micro_kernel_is_fma_vector_code_on_avx2(n: int) -> None:
+    asm = _assembly("x86-64-v3", n)
+    # a 6 x 16 tile: 12 ymm accumulators updated by fused multiply-adds in the reduction loop, none spilled
     assert len(re.findall(r"vfmadd\d+ps\s+[^\n]*%ymm", asm)) >= 12
+    assert not re.findall(r"vmovups\s+%ymm\d+, -?\d*\(%rsp\)", asm)
 
 
 def test_without_fma_the_micro_kernel_multiplies_and_adds_sse_vectors() -> None:

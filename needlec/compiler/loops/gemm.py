@@ -41,9 +41,10 @@ their layout (transposed weights, strided views, a convolution window),
 converts them to the accumulator's dtype once, and is counted in the memory
 plan as scratch buffers of the kernel (with a tile per row block). The packs are zero-padded to whole
 panels and blocks, so one micro-kernel serves every tile (one copy of its
-code keeps compile time down). A tile is stored whole to scratch and copied
-into C from there, its elements past the last row or column left out, so
-the micro-kernel ends in plain vector stores; later chunks add to the partial sums earlier ones
+code keeps compile time down). Tiles are stored whole to scratch (a strip of
+``mc x nr`` per block) and each strip is copied into C after its tiles, its
+elements past the last row or column left out, so the micro-kernel ends in
+plain vector stores that nothing forwards from; later chunks add to the partial sums earlier ones
 stored (``C`` holds the accumulator dtype whenever there are several).
 
 Sizes come from the shapes and the target (no tuning): NR is two vectors of
@@ -242,7 +243,7 @@ class _Tiler:
         self.col_panels = -(-c.n // p.nr)
         self.packed_a = Buffer(f"{kernel.name}_packed_a", c.work, p.blocks * p.mc * p.kc)
         self.packed_b = Buffer(f"{kernel.name}_packed_b", c.work, self.col_panels * p.nr * p.kc)
-        self.tile = Buffer(f"{kernel.name}_tile", c.work, p.blocks * p.mr * p.nr)
+        self.tile = Buffer(f"{kernel.name}_tile", c.work, p.blocks * p.mc * p.nr)
         form = affine(c.out_index)
         assert form is not None
         self.row_stride, self.col_stride = form[c.rows[-1].var], form[c.cols[-1].var]
@@ -284,15 +285,25 @@ class _Tiler:
         c, p = self.c, self.p
         q, j = self.fresh("q"), self.fresh("c")
 
-        def leaf(mapping: dict[str, Expr], kk: Expr) -> list[Stmt]:
-            col = add(mul(Var(q), Const(p.nr)), Var(j))
-            values = {**mapping, **_unflatten(c.cols, col)}
+        col = add(mul(Var(q), Const(p.nr)), Var(j))
+        columns = _unflatten(c.cols, col)
+        if len(c.cols) > 1:  # why: a column's output position (div / mod) is computed once, not once per depth step
+            names = {var: self.fresh(var) for var in columns}
+            position: list[Stmt] = [Local(names[var], value) for var, value in columns.items()]
+            columns = {var: LocalRef(name, DType.I64) for var, name in names.items()}
+
+        def store(mapping: dict[str, Expr], kk: Expr) -> Stmt:
+            values = {**mapping, **columns}
             valid: list[Expr] = [Binary("lt", col, Const(c.n))] if c.n % p.nr else []
             valid += [substitute(g, values) for g in c.guards]
             index = add(add(mul(Var(q), Const(p.nr * p.kc)), mul(kk, Const(p.nr))), Var(j))
-            return [Loop(j, p.nr, (self.packed_store(self.packed_b, index, substitute(c.b, values), valid),))]
+            return self.packed_store(self.packed_b, index, substitute(c.b, values), valid)
 
-        loop = Loop(q, self.col_panels, tuple(self.chunk_loops(leaf)))
+        if len(c.cols) > 1:  # each column: its position, then its whole chunk of depth
+            body: list[Stmt] = [Loop(j, p.nr, (*position, *self.chunk_loops(lambda m, kk: [store(m, kk)])))]
+        else:  # one column index: rows of B are read along j (contiguous for a row-major B)
+            body = self.chunk_loops(lambda m, kk: [Loop(j, p.nr, (store(m, kk),))])
+        loop = Loop(q, self.col_panels, tuple(body))
         if self.parallel and self.col_panels > 1 and c.n * p.kc >= PARALLEL_MIN_FLOPS and iterations_disjoint(loop):
             loop = Loop(q, self.col_panels, loop.body, LoopKind.PARALLEL)
         return [loop]
@@ -317,12 +328,9 @@ class _Tiler:
 
     # -- the micro-kernel -----------------------------------------------------
     def micro(self, panel: Expr, q: Expr) -> list[Stmt]:
-        """One ``mr x nr`` tile: accumulators, the chunk's ``kc`` steps, the store of its rows and columns inside
-        the output (later chunks add to what the earlier ones stored)."""
+        """One ``mr x nr`` tile: accumulators, the chunk's ``kc`` steps, the tile into its strip's scratch."""
         c, p = self.c, self.p
         accs = [[f"acc_{r}_{j}" for j in range(p.nr)] for r in range(p.mr)]
-        row0 = add(mul(self.ic, Const(p.mc)), mul(panel, Const(p.mr)))
-        col0 = mul(q, Const(p.nr))
         zero = Const(0.0, c.work)
         stmts: list[Stmt] = [Local(name, zero) for row in accs for name in row]
         kk = self.fresh("kk")
@@ -337,40 +345,45 @@ class _Tiler:
                                                Binary("mul", LocalRef(f"a_{r}", c.work), LocalRef(f"b_{j}", c.work))))
                      for j in range(p.nr)]
         stmts.append(Loop(kk, p.kc, tuple(step)))
-        # the tile goes to scratch whole (vector stores), then into C where it lies inside C: guards and the
-        # partial sums of earlier chunks stay out of the micro-kernel
-        tile_base = mul(self.ic, Const(p.mr * p.nr))
-        stmts += [Store(self.tile, add(tile_base, Const(r * p.nr + j)), LocalRef(accs[r][j], c.work))
+        # the tile goes to the strip's scratch whole (vector stores); the strip is copied into C after all its tiles
+        # (``copy_out``), so no store-to-load forwarding reaches back into the micro-kernel's vector code
+        base = add(mul(self.ic, Const(p.mc * p.nr)), mul(panel, Const(p.mr * p.nr)))
+        stmts += [Store(self.tile, add(base, Const(r * p.nr + j)), LocalRef(accs[r][j], c.work))
                   for r in range(p.mr) for j in range(p.nr)]
-        full, tail = divmod(c.n, p.nr)
-        if not tail:
-            return [*stmts, self.copy_out(row0, col0, tile_base, p.nr)]
-        # the last column panel copies only its columns: no guard per element
-        return [*stmts, If(Binary("lt", q, Const(full)), (self.copy_out(row0, col0, tile_base, p.nr),),
-                           (self.copy_out(row0, col0, tile_base, tail),))]
+        return stmts
 
-    def copy_out(self, row0: Expr, col0: Expr, tile_base: Expr, width: int) -> Stmt:
-        """C's part of the tile at (``row0``, ``col0``), ``width`` columns wide, from scratch: rows past the last
-        left out, added to the partial sums of earlier chunks."""
+    def copy_out(self, q: Expr) -> list[Stmt]:
+        """The strip of column panel ``q`` of the block at ``ic`` into C from scratch: rows past the last left out,
+        only the last panel's own columns (no guard per element), added to the partial sums of earlier chunks."""
         c, p = self.c, self.p
-        r_var, j_var = self.fresh("r"), self.fresh("j")
-        row, col = add(row0, Var(r_var)), add(col0, Var(j_var))
-        index = add(add(self.out_base, mul(row, Const(self.row_stride))), mul(col, Const(self.col_stride)))
-        value: Expr = Load(self.tile, add(add(tile_base, mul(Var(r_var), Const(p.nr))), Var(j_var)))
-        if p.chunks > 1:
-            value = Select(Binary("eq", self.kb, Const(0)), value, Binary("add", cast(Load(c.out, index), c.work),
-                                                                            value))
-        store: Stmt = Store(c.out, index, cast(value, c.out.dtype))
-        if p.blocks * p.mc > c.m:
-            store = If(Binary("lt", row, Const(c.m)), (store,))
-        return Loop(r_var, p.mr, (Loop(j_var, width, (store,)),))
+        full, tail = divmod(c.n, p.nr)
+
+        def copy(width: int) -> Stmt:
+            r_var, j_var = self.fresh("r"), self.fresh("j")
+            row = add(mul(self.ic, Const(p.mc)), Var(r_var))
+            col = add(mul(q, Const(p.nr)), Var(j_var))
+            index = add(add(self.out_base, mul(row, Const(self.row_stride))), mul(col, Const(self.col_stride)))
+            tile_index = add(add(mul(self.ic, Const(p.mc * p.nr)), mul(Var(r_var), Const(p.nr))), Var(j_var))
+            value: Expr = Load(self.tile, tile_index)
+            if p.chunks > 1:
+                value = Select(Binary("eq", self.kb, Const(0)), value,
+                               Binary("add", cast(Load(c.out, index), c.work), value))
+            store: Stmt = Store(c.out, index, cast(value, c.out.dtype))
+            if p.blocks * p.mc > c.m:
+                store = If(Binary("lt", row, Const(c.m)), (store,))
+            return Loop(r_var, p.mc, (Loop(j_var, width, (store,)),))
+
+        if not tail:
+            return [copy(p.nr)]
+        return [If(Binary("lt", q, Const(full)), (copy(p.nr),), (copy(tail),))]
 
     def body(self) -> list[Stmt]:
         c, p = self.c, self.p
         ic, kb, q, panel = self.fresh("ic"), self.fresh("kb"), self.fresh("q"), self.fresh("p")
         self.ic = Var(ic) if p.blocks > 1 else Const(0)
         self.kb = Var(kb) if p.chunks > 1 else Const(0)
-        tiles = Loop(q, self.col_panels, (Loop(panel, p.mc // p.mr, tuple(self.micro(Var(panel), Var(q)))),))
+        tiles = Loop(q, self.col_panels, (Loop(panel, p.mc // p.mr, tuple(self.micro(Var(panel), Var(q)))),
+                                          *self.copy_out(Var(q))))
         blocks: list[Stmt] = [*self.pack_a(), tiles]
         if p.blocks > 1:
             # why parallel is safe: block ic writes only C's rows [ic * mc, (ic + 1) * mc), its own part of Ap and
