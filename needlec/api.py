@@ -101,6 +101,7 @@ class Compiled:
         self._rebuild = rebuild
         self._options = dict(options)
         self._input_names = list(input_names) if input_names is not None else None
+        self._threads: int | None = None  # set_num_threads's count, for specialisations compiled later
         self._specializations: OrderedDict[ShapeKey, Specialization] = OrderedDict()
         self._active: Specialization | None = None
         if first is not None:
@@ -138,6 +139,16 @@ class Compiled:
     def shapes(self) -> list[ShapeKey]:
         """The input shapes and dtypes compiled so far, least recently used first."""
         return list(self._specializations)
+
+    def set_num_threads(self, count: int) -> None:
+        """Run parallel loops on ``count`` threads from now on, in every specialisation, present and future
+        (0: the OpenMP runtime's default; without a call, ``NEEDLEC_NUM_THREADS`` else every core)."""
+        if count < 0:
+            raise NeedlecError(f"set_num_threads expects a count >= 0, found {count}")
+        self._threads = count
+        for spec in self._specializations.values():
+            if spec.loaded is not None:
+                spec.loaded.set_num_threads(count)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         arrays = self._bind(args, kwargs)
@@ -185,6 +196,8 @@ class Compiled:
                 raise type(exc)(f"cannot compile for inputs {described}: {exc}") from None
             result = run_pipeline(graph, self.target, reporter, **self._pipeline_options())
             built = Specialization(result, self.target, reporter)
+        if self._threads is not None and built.loaded is not None:
+            built.loaded.set_num_threads(self._threads)
         self._specializations[key] = built
         if self._input_names is None:
             self._input_names = [spec.name for spec in built.signature.inputs]

@@ -127,3 +127,14 @@ def test_shared_library_and_executable_run_multithreaded(tmp_path: Path) -> None
         assert result.returncode == 0, result.stderr
         (written,) = list((tmp_path / f"out{count}").glob("*.npy"))
         np.testing.assert_array_equal(np.load(written), want)
+
+
+def test_compiled_set_num_threads_applies_to_every_specialisation() -> None:
+    compiled = needlec.compile(_model, progress=False)
+    first = compiled(A, B)
+    compiled.set_num_threads(2)
+    np.testing.assert_array_equal(compiled(A, B), first)
+    smaller = compiled(A[:130], B)  # a new shape compiles with the count already set
+    np.testing.assert_array_equal(smaller, first[:130])
+    with pytest.raises(needlec.NeedlecError, match="set_num_threads expects a count >= 0, found -2"):
+        compiled.set_num_threads(-2)
