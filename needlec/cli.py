@@ -55,6 +55,8 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="compare every graph pass's result with the reference interpreter")
     p.add_argument("--no-verify", action="store_true", help="skip the verifier between passes")
     p.add_argument("--timing", action="store_true", help="print the time spent in each pass")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="skip fuse_elementwise: every non-view node gets its own kernel")
 
 
 def _target_arg(p: argparse.ArgumentParser) -> None:
@@ -130,7 +132,7 @@ def _options(args: argparse.Namespace) -> dict:
     dump_only = bool(args.dump_dir) and not (args.print_after_all or args.print_after)
     return {"print_after": frozenset(args.print_after), "print_after_all": args.print_after_all or dump_only,
             "dump_dir": args.dump_dir, "check_numerics": args.check_numerics,
-            "verify_each": not args.no_verify, "timing": args.timing,
+            "verify_each": not args.no_verify, "timing": args.timing, "fuse": not args.no_fuse,
             "stream": _DumpOnly() if dump_only else sys.stdout}
 
 

@@ -20,7 +20,7 @@ from needlec.compiler.loops.printer import print_expr, print_kernel, print_progr
 from needlec.compiler.ops import registry
 from needlec.compiler.ops.registry import Attr, OpDef
 from needlec.compiler.passes import PASSES
-from needlec.compiler.pipeline import Pipeline, sample_inputs
+from needlec.compiler.pipeline import Pipeline, PipelineOptions, sample_inputs
 from needlec.errors import ParseError
 from tests.opcases import OpCase, all_cases, build_case
 
@@ -337,7 +337,7 @@ def test_program_dump_shows_storage_arena_and_kernels() -> None:
     y = g.add("exp", g.add("add", x, w))
     g.set_outputs([y])
     unscheduled = [p for p in PASSES if p.name != "schedule"]  # keep the plain loop nests
-    program = Pipeline(passes=unscheduled).run(g).program
+    program = Pipeline(PipelineOptions(fuse=False), passes=unscheduled).run(g).program  # unfused: add, then exp
     text = print_program(program)
     add_name = g.nodes[0].outputs[0].name
     out_name = y.name

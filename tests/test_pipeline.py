@@ -140,7 +140,7 @@ def test_numeric_check_runs_after_loop_passes_on_the_loop_interpreter() -> None:
     g.set_outputs([g.add("mul", g.add("exp", x), g.add("neg", x))])  # exp(x) and -x live at once
     passes = [*PASSES, Pass("overlap_arena", _overlap_arena, "loops")]
     with pytest.raises(PassError, match=r"pass overlap_arena .*plan_memory\): changed the numerics of output 0"):
-        Pipeline(PipelineOptions(check_numerics=True, verify_each=False), passes=passes).run(g)
+        Pipeline(PipelineOptions(check_numerics=True, verify_each=False, fuse=False), passes=passes).run(g)
     stream = io.StringIO()
     Pipeline(PipelineOptions(check_numerics=True, print_after_all=True, stream=stream)).run(g)
     assert [line for line in stream.getvalue().splitlines() if line.startswith("// ----- IR after")] == \
@@ -174,7 +174,7 @@ def test_memory_plan_reuses_dead_buffers() -> None:
     for _ in range(6):
         y = g.add("exp", g.add("neg", y))
     g.set_outputs([y])
-    compiled = needlec.compile(g)
+    compiled = needlec.compile(g, fuse=False)  # unfused: one arena buffer per node but the last
     arena = [n for n, s in compiled.program.storage.items() if s.kind == "arena"]
     assert len(arena) == 11
     assert compiled.program.arena_size <= 2 * 64  # two 24-byte buffers, 64-byte aligned, ping-pong
@@ -188,7 +188,7 @@ def test_memory_plan_never_overlaps_live_buffers() -> None:
     b = g.add("neg", x)
     c = g.add("sin", x)
     g.set_outputs([g.add("add", g.add("add", a, b), c)])
-    program = needlec.compile(g).program
+    program = needlec.compile(g, fuse=False).program
     spans = [(s.offset, s.offset + 64) for n, s in program.storage.items() if s.kind == "arena"]
     live_together = spans[:3]  # a, b, c are all live at the first add
     assert len({start for start, _ in live_together}) == 3

@@ -14,7 +14,9 @@ standard instruments below come from ``PipelineOptions``:
 * ``check_numerics``: after every pass, run the reference interpreter (the
   graph's, or the loop-IR interpreter once lowered) on fixed random inputs
   and compare with the input graph's results;
-* ``timing``: print seconds per pass at the end (always recorded).
+* ``timing``: print seconds per pass at the end (always recorded);
+* ``fuse`` (on by default): run ``fuse_elementwise``; off, every non-view node
+  gets its own kernel.
 
 Callers add their own (``Pipeline(..., instruments=[progress])``). A failing
 pass or check raises ``PassError`` naming the pass and the passes before it.
@@ -153,6 +155,7 @@ class PipelineOptions:
     dump_dir: str | None = None
     stream: TextIO | None = None
     elide_constants: int | None = 16
+    fuse: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.print_after, str):
@@ -193,7 +196,8 @@ class Pipeline:
                  instruments: Sequence[Instrumentation] = (), passes: Sequence[Pass] | None = None) -> None:
         self.options = options or PipelineOptions()
         self.target = target or Target.named()
-        self.passes = tuple(passes) if passes is not None else passes_for(self.target.name)
+        table = tuple(passes) if passes is not None else passes_for(self.target.name)
+        self.passes = table if self.options.fuse else tuple(p for p in table if p.name != "fuse_elementwise")
         self.extra = tuple(instruments)
 
     def run(self, graph: Graph) -> PipelineResult:

@@ -69,13 +69,15 @@ class Value:
 @dataclass(eq=False)
 class Node:
     """One op application. ``origin`` is its provenance: the forward node a gradient node came from, or the
-    ONNX node whose converter created it."""
+    ONNX node whose converter created it. ``inline`` marks an elementwise node that gets no kernel and no
+    buffer: each kernel reading its value computes it in place (decided by ``passes/fuse.py``)."""
 
     op: str
     inputs: list[Value]
     attrs: dict[str, Any]
     outputs: list[Value] = field(default_factory=list)
     origin: str | None = None
+    inline: bool = False
 
     @property
     def name(self) -> str:
@@ -270,7 +272,8 @@ class Graph:
             mapping[id(v)] = clone._adopt(Value(v.name, v.type, data=v.data, mutable=True))
             clone.variables.append(mapping[id(v)])
         for node in self.nodes:
-            new = Node(node.op, [mapping[id(v)] for v in node.inputs], dict(node.attrs), origin=node.origin)
+            new = Node(node.op, [mapping[id(v)] for v in node.inputs], dict(node.attrs), origin=node.origin,
+                       inline=node.inline)
             for v in node.outputs:
                 mapping[id(v)] = clone._adopt(Value(v.name, v.type, producer=new))
                 new.outputs.append(mapping[id(v)])

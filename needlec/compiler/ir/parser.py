@@ -4,7 +4,8 @@ The parser builds the graph through the Graph API (``add_input``,
 ``add_constant``, ``add_node``), so attributes are normalised against each
 op's schema and output types are re-inferred; a printed type that differs
 from the inferred one is an error. Omitted attributes take their schema
-defaults, and ``//`` comments are skipped (pipeline dumps parse as they are).
+defaults, ``//`` comments are skipped (pipeline dumps parse as they are), and
+``inline`` before an op marks the node inline (``Node.inline``).
 Every error is a ``ParseError`` whose message starts with ``line L:C:`` and
 says what was expected and what was found.
 """
@@ -308,7 +309,10 @@ class _Parser:
             results.append(self.define())
         self.expect("punct", "=")
         op = self.expect("ident", what="an op name or 'constant'")
-        if not self.at("punct", "(") and op.text in ("constant", "variable"):
+        inline = op.text == "inline" and self.at("ident")
+        if inline:
+            op = self.next()
+        if not inline and not self.at("punct", "(") and op.text in ("constant", "variable"):
             if len(results) != 1:
                 raise _error(op, f"expected one result for a {op.text}, found {len(results)}")
             tok, name, declared = results[0]
@@ -330,6 +334,7 @@ class _Parser:
             raise _error(op, str(exc)) from None
         if len(node.outputs) != len(results):
             raise _error(op, f"op {op.text} produces {len(node.outputs)} result(s), found {len(results)}")
+        node.inline = inline
         for (tok, _, declared), value in zip(results, node.outputs):
             self.bind(tok, declared, value, f"inferred by {op.text}")
 

@@ -7,13 +7,15 @@ Example::
       %b: f32[3] = constant dense<[1.0, 2.0, 3.0]>
       %0: f32[4, 16] = matmul(%x, %w)
       %1: f32[16, 4]{strides=[1, 16]} = permute(%0) {perm=[1, 0]}
-      %g: f32[4, 16] = add(%0, %b) origin="1"
+      %s: f32[4, 16] = inline tanh(%0)
+      %g: f32[4, 16] = add(%s, %b) origin="1"
       return %1, %g
     }
 
 Rules that make print -> parse -> print the identity:
 
 * names match ``[A-Za-z0-9_.]+`` or are quoted (``%"a b"``) with escapes;
+* a node marked ``inline`` (``passes/fuse.py``) prints ``inline`` before its op;
 * types print as ``str(TensorType)``; every attribute prints, sorted by key,
   each kind unambiguously (ints ``3``, floats always with ``.``, an exponent,
   ``inf`` or ``nan``, ``true``/``false``, quoted strings, lists ``[1, 2]``,
@@ -135,10 +137,10 @@ def format_value(value: Value) -> str:
 
 
 def format_node(node: Node) -> str:
-    """One node line without indentation: results, op, operands, attributes, origin."""
+    """One node line without indentation: results, ``inline`` if marked, op, operands, attributes, origin."""
     results = ", ".join(format_value(v) for v in node.outputs)
     operands = ", ".join(f"%{format_name(v.name)}" for v in node.inputs)
-    text = f"{results} = {node.op}({operands})"
+    text = f"{results} = {'inline ' if node.inline else ''}{node.op}({operands})"
     if node.attrs:
         text += " {" + ", ".join(f"{k}={format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
     if node.origin is not None:

@@ -3,7 +3,8 @@
 Checks: unique value names; every input defined before use; producer links;
 constants' data matching their types; each node's op known, attributes
 normalised against the schema, and recorded output types equal to what the
-op's shape rule infers.
+op's shape rule infers; every inline node (``Node.inline``) computable in
+place by the kernels that read it (``_check_inline``).
 """
 from __future__ import annotations
 
@@ -68,3 +69,34 @@ def verify_graph(graph: Graph) -> None:
         if id(v) not in defined or v.shape != variable.shape or v.dtype != variable.dtype:
             raise VerificationError(f"update of %{variable.name}: %{v.name} is undefined or has type {v.type}, "
                                     f"expected {variable.type}")
+    _check_inline(graph)
+
+
+def _check_inline(graph: Graph) -> None:
+    """Inline nodes must be computable in every kernel that reads them (``loops/builder.InlineOperand``)."""
+    producers = {id(node.outputs[0]): position for position, node in enumerate(graph.nodes) if node.outputs}
+    outputs = {id(v) for v in graph.outputs}
+    inline: set[int] = set()
+    reads_variable = {id(v) for v in graph.variables}  # values whose in-place computation reads a variable
+    for position, node in enumerate(graph.nodes):
+        where = f"node #{position} %{node.name} ({node.op})"
+        opdef = get_op(node.op)
+        for i, v in enumerate(node.inputs):
+            if id(v) in inline and (opdef.is_view or node.op == "bitcast"):
+                raise VerificationError(f"{where}: input {i} %{v.name} is inline (node #{producers[id(v)]}), "
+                                        f"but a {node.op} needs its buffer")
+        if not node.inline:
+            if opdef.is_view and id(node.inputs[0]) in reads_variable:
+                reads_variable.add(id(node.outputs[0]))
+            continue
+        if opdef.scalar is None or len(node.outputs) != 1:
+            raise VerificationError(f"{where}: only single-output elementwise nodes can be inline")
+        if id(node.outputs[0]) in outputs:
+            raise VerificationError(f"{where}: is inline but is a graph output (outputs need a buffer)")
+        inline.add(id(node.outputs[0]))
+        if any(id(v) in reads_variable for v in node.inputs):
+            reads_variable.add(id(node.outputs[0]))
+    for variable, v in graph.updates:
+        if id(v) in inline and id(v) in reads_variable:
+            raise VerificationError(f"update of %{variable.name}: %{v.name} is inline and reads a variable, "
+                                    "which an earlier update may already have overwritten")

@@ -17,6 +17,7 @@ from needlec.compiler.passes.constant_fold import constant_fold
 from needlec.compiler.passes.cse import cse
 from needlec.compiler.passes.dce import dce
 from needlec.compiler.passes.fold_weights import fold_weights
+from needlec.compiler.passes.fuse import fuse_elementwise
 from needlec.compiler.passes.lower_to_loops import lower_to_loops
 from needlec.compiler.passes.materialize_outputs import materialize_outputs
 from needlec.compiler.passes.plan_memory import plan_memory
@@ -45,6 +46,7 @@ GRAPH_PASSES: tuple[Pass, ...] = (
     Pass("cse", cse, "graph"),
     Pass("dce", dce, "graph"),
     Pass("materialize_outputs", materialize_outputs, "graph"),
+    Pass("fuse_elementwise", fuse_elementwise, "graph"),
     Pass("lower_to_loops", lower_to_loops, "lower"),
 )
 

@@ -3,11 +3,13 @@
 Every value gets a storage: graph inputs and outputs are caller-owned slots,
 constants and variables are module globals, other node outputs are arena
 buffers (placed later by ``plan_memory``), and view outputs alias the buffer
-of their source. Each non-view node becomes one kernel whose body is its op's
-lowering, which reads its inputs through ``Operand``s (``make_kernel`` also
-builds kernels whose inputs fold producers in); variable updates become copy
-kernels after all others, so every read of a variable sees its value from the
-start of the call.
+of their source. A node marked ``inline`` (``fuse_elementwise``) gets neither:
+every kernel reading its value computes it in place, through an
+``InlineOperand`` over its own inputs' operands. Each other non-view node
+becomes one kernel whose body is its op's lowering, which reads its inputs
+through ``Operand``s; its sources list the inline nodes it folds in, then the
+node. Variable updates become copy kernels after all others, so every read of
+a variable sees its value from the start of the call.
 Requires ``materialize_outputs`` to have run (outputs are fresh, contiguous
 buffers).
 """
@@ -18,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from needlec.compiler.ir.graph import Graph, Node, Value
-from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand
+from needlec.compiler.loops.builder import BufferOperand, InlineOperand, KernelBuilder, Operand
 from needlec.compiler.loops.ir import Buffer, Kernel, Program, Source, Storage
 from needlec.compiler.ops.registry import LowerFn, get_op
 from needlec.errors import CodegenError
@@ -54,11 +56,26 @@ def lower_to_loops(graph: Graph) -> Program:
             buf = new_buffer(value, Storage(kind), value.type.size)
             constants[buf.name] = value.data
     output_slots = {id(v): slot for slot, v in enumerate(graph.outputs)}
+    inline: dict[int, InlineOperand] = {}
+
+    def read(value: Value) -> Operand:
+        """How a kernel reads ``value``: computed in place if its node is inline, else from its buffer."""
+        if id(value) in inline:
+            return inline[id(value)]
+        return BufferOperand(base[id(value)], value.type)
 
     kernels: list[Kernel] = []
     for node in graph.nodes:
         opdef = get_op(node.op)
+        if node.inline:
+            (value,) = node.outputs
+            inline[id(value)] = InlineOperand(opdef, node.attrs, tuple(read(v) for v in node.inputs), value.type,
+                                              node_source(node))
+            continue
         if opdef.is_view:
+            if id(node.inputs[0]) in inline:
+                raise CodegenError(f"node %{node.name} ({node.op}): its input %{node.inputs[0].name} is inline, "
+                                   "but a view needs a buffer")
             base[id(node.outputs[0])] = base[id(node.inputs[0])]
             continue
         for value in node.outputs:
@@ -67,7 +84,7 @@ def lower_to_loops(graph: Graph) -> Program:
                        value.type.size)
         if opdef.lower is None:
             raise CodegenError(f"node %{node.name} ({node.op}): op has no lowering")
-        ins = [BufferOperand(base[id(v)], v.type) for v in node.inputs]
+        ins = [read(v) for v in node.inputs]
         outs = [BufferOperand(base[id(v)], v.type) for v in node.outputs]
         kernels.append(make_kernel(kernel_name(len(kernels), node.op, node.origin), opdef.lower, ins, outs, node.attrs,
                                    node_source(node)))
@@ -77,7 +94,7 @@ def lower_to_loops(graph: Graph) -> Program:
     for variable, value in graph.updates:
         if value is not variable:
             kernels.append(make_kernel(f"k{len(kernels)}_update_{base[id(variable)].name}", copy,
-                                       [BufferOperand(base[id(value)], value.type)],
+                                       [read(value)],
                                        [BufferOperand(base[id(variable)], variable.type)], {},
                                        Source(variable.name, "update")))
 
