@@ -172,6 +172,37 @@ class BufferOperand(Operand):
 
 
 @dataclass(frozen=True)
+class FusedOutput(BufferOperand):
+    """A kernel's output stored through its elementwise consumers (an epilogue): ``store(idx, v)`` stores
+    ``finish(idx, v)`` into ``buffer``, the last consumer's buffer.
+
+    ``type`` is the value's own type (the lowering sizes its loops and
+    accumulator by it); ``finish`` computes the consumers' expression from the
+    value (rounded to ``type.dtype`` first, as a store and load would) and
+    their other inputs, read through ``inputs``; ``epilogue`` names the
+    consumer nodes, in order.
+    """
+
+    finish: Callable[[Sequence[Expr], Expr], Expr]
+    inputs: tuple[Operand, ...]
+    epilogue: tuple[Source, ...]
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        return tuple(dict.fromkeys([self.buffer, *(b for x in self.inputs for b in x.buffers)]))
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return (*dict.fromkeys(s for x in self.inputs for s in x.sources), *self.epilogue)
+
+    def load(self, idx: Sequence[Expr]) -> Expr:
+        raise CodegenError(f"an output stored through {', '.join(s.op for s in self.epilogue)} cannot be read back")
+
+    def store(self, idx: Sequence[Expr], value: Expr) -> Store:
+        return Store(self.buffer, self.index(idx), cast(self.finish(idx, cast(value, self.dtype)), self.buffer.dtype))
+
+
+@dataclass(frozen=True)
 class InlineOperand(Operand):
     """The output of an elementwise node ``source``, computed where it is read instead of loaded.
 

@@ -6,7 +6,7 @@ holding
 
     acc = 0
     <reduction loops and If guards, one statement each> acc = acc + x * y
-    out[index] = acc                                    (cast to out's dtype)
+    out[index] = acc            (cast to out's dtype, or an epilogue of acc: bias, residual, activation)
 
 ``recognize`` reads it as ``C[i, j] = sum_k A[i, k] * B[k, j]``: the output
 loops only ``y`` reads are the columns (the innermost output loop must be
@@ -63,9 +63,9 @@ from typing import TYPE_CHECKING
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.loops.builder import add, all_of, cast, mul
-from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, Expr, If, Kernel, Load, Local, LocalRef,
+from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Const, Expr, If, Kernel, Load, Local, LocalRef,
                                        Loop, LoopKind, Select, Stmt, Store, Var)
-from needlec.compiler.loops.transforms import affine, iterations_disjoint, substitute, walk
+from needlec.compiler.loops.transforms import affine, iterations_disjoint, map_exprs, substitute, walk
 
 if TYPE_CHECKING:
     from needlec.compiler.target import Target
@@ -92,6 +92,8 @@ class Contraction:
     work: DType
     out: Buffer
     out_index: Expr
+    finish: Expr  # the stored value: of the sum (the local ``acc``), and of other inputs in an epilogue
+    acc: str
 
     @property
     def m(self) -> int:
@@ -141,8 +143,8 @@ def recognize(kernel: Kernel) -> Contraction | None:
             and init.init.value == 0 and isinstance(store, Store)):
         return None
     acc = LocalRef(init.name, init.init.dtype)
-    if store.value not in (acc, Cast(store.buffer.dtype, acc)):
-        return None
+    if {n for n in walk(store.value) if isinstance(n, LocalRef)} != {acc}:
+        return None  # the stored value is the sum, maybe through an epilogue (``builder.FusedOutput``)
     reduction: list[Loop] = []
     guards: list[Expr] = []
     stmt = reduce
@@ -182,7 +184,7 @@ def recognize(kernel: Kernel) -> Contraction | None:
             or not _flattens(cols, form)):
         return None
     return Contraction(batch, rows, cols, tuple(reduction), tuple(guards), x, y, init.init.dtype, store.buffer,
-                       store.index)
+                       store.index, store.value, acc.name)
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,13 @@ class _Tiler:
                   for r in range(p.mr) for j in range(p.nr)]
         return stmts
 
+    def finish(self, row: Expr, col: Expr, value: Expr) -> Expr:
+        """The contraction's stored value (its epilogue, if any) at output (``row``, ``col``) of sum ``value``."""
+        c = self.c
+        acc = LocalRef(c.acc, c.work)
+        at = substitute(c.finish, {**_unflatten(c.rows, row), **_unflatten(c.cols, col)})
+        return map_exprs(at, lambda e: value if e == acc else e)
+
     def copy_out(self, q: Expr) -> list[Stmt]:
         """The strip of column panel ``q`` of the block at ``ic`` into C from scratch: rows past the last left out,
         only the last panel's own columns (no guard per element), added to the partial sums of earlier chunks."""
@@ -368,7 +377,10 @@ class _Tiler:
             if p.chunks > 1:
                 value = Select(Binary("eq", self.kb, Const(0)), value,
                                Binary("add", cast(Load(c.out, index), c.work), value))
-            store: Stmt = Store(c.out, index, cast(value, c.out.dtype))
+            final = self.finish(row, col, value)
+            if p.chunks > 1 and final != value:  # earlier chunks store the plain partial sum
+                final = Select(Binary("eq", self.kb, Const(p.chunks - 1)), final, value)
+            store: Stmt = Store(c.out, index, cast(final, c.out.dtype))
             if p.blocks * p.mc > c.m:
                 store = If(Binary("lt", row, Const(c.m)), (store,))
             return Loop(r_var, p.mc, (Loop(j_var, width, (store,)),))

@@ -21,7 +21,8 @@ import numpy as np
 from needlec.compiler.ir.dtypes import NUMERIC_DTYPES, DType
 from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
-from needlec.compiler.loops.builder import BufferOperand, KernelBuilder, Operand, binary, cast, compute_dtype, const
+from needlec.compiler.loops.builder import (BufferOperand, FusedOutput, KernelBuilder, Operand, binary, cast,
+                                            compute_dtype, const)
 from needlec.compiler.loops.gemm import WORK_DTYPES, profitable, schedule_contraction
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes
@@ -72,8 +73,9 @@ def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Buff
 
 
 def _streams_rows(a: Operand, b: Operand, out: BufferOperand) -> bool:
-    """Use the i-k-j order when B's rows are contiguous, the output can hold partial sums and the product is
-    too small for the packed GEMM schedule (``loops/gemm.py``, which starts from the dot-product form).
+    """Use the i-k-j order when B's rows are contiguous, the output can hold partial sums (no epilogue stores
+    through it) and the product is too small for the packed GEMM schedule (``loops/gemm.py``, which starts from
+    the dot-product form).
 
     Why: the inner j loop then walks B and C with unit stride and carries no
     reduction, so LLVM vectorizes it exactly (no reassociation); f16 outputs
@@ -83,7 +85,7 @@ def _streams_rows(a: Operand, b: Operand, out: BufferOperand) -> bool:
     packed = compute_dtype(out.dtype) in WORK_DTYPES and a.type.rank > 1 and b.type.rank > 1 \
         and profitable(m, n, k)
     return b.type.rank > 1 and b.shape[-1] > 1 and b.type.strides_or_default[-1] == 1 \
-        and compute_dtype(out.dtype) == out.dtype and not packed
+        and compute_dtype(out.dtype) == out.dtype and not packed and not isinstance(out, FusedOutput)
 
 
 def _operand_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int], row: list[Expr],

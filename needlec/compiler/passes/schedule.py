@@ -1,8 +1,9 @@
 """Pass ``schedule``: each kernel's op schedule, else the default schedule.
 
-A kernel whose op (the op of its last source: the node whose result it
-stores) has an ``OpDef.schedule`` hook is scheduled by that hook, given the
-op's attributes and the target. Why: tiling policies depend on the op
+A kernel whose op (that of its last source that is not elementwise, else
+of its last source: elementwise nodes fuse in before and after it) has an
+``OpDef.schedule`` hook is scheduled by that hook, given the op's
+attributes and the target. Why: tiling policies depend on the op
 (matmul, conv) and on the machine.
 
 Every other kernel gets the default: two rules, applied to serial loops
@@ -102,8 +103,11 @@ def parallelize_outermost(kernel: Kernel) -> Kernel:
 def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
     """``kernel`` scheduled by its op's ``schedule`` hook, or by ``schedule_kernel`` when the op has none or the
     hook declines (returns None)."""
-    source = kernel.sources[-1] if kernel.sources else None
-    opdef = all_ops().get(source.op) if source is not None else None  # variable updates have no OpDef
+    ops = all_ops()
+    # the kernel's op: its last source that is not elementwise (elementwise nodes fuse in around it), else its last
+    anchors = [s for s in kernel.sources if s.op in ops and not ops[s.op].is_elementwise] or list(kernel.sources)
+    source = anchors[-1] if anchors else None
+    opdef = ops.get(source.op) if source is not None else None  # variable updates have no OpDef
     scheduled = None
     if source is not None and opdef is not None and opdef.schedule is not None:
         scheduled = opdef.schedule(kernel, dict(source.attrs), target)
