@@ -64,10 +64,10 @@ def test_a_tanh_gelu_chain_is_one_kernel() -> None:
     assert [s.node for s in kernel.sources] == [n.name for n in result.graph.nodes]
 
 
-def test_softmax_is_at_most_three_kernels_with_exp_computed_in_two() -> None:
+def test_softmax_computes_its_exp_once() -> None:
+    """exp has two readers (the sum and the division): computed once into a buffer, the shift folded into it."""
     result = _compile(lambda x: ops.softmax(x, -1), np.zeros((7, 13), np.float32))
-    assert [k.ops[-1] for k in result.program.kernels] == ["reduce_max", "reduce_sum", "div"]
-    assert [k.ops for k in result.program.kernels][1:] == [("sub", "exp", "reduce_sum"), ("sub", "exp", "div")]
+    assert [k.ops for k in result.program.kernels] == [("reduce_max",), ("sub", "exp"), ("reduce_sum",), ("div",)]
 
 
 def test_a_value_read_by_matmul_or_conv_stays_in_a_buffer() -> None:
@@ -82,8 +82,8 @@ def test_a_value_read_by_matmul_or_conv_stays_in_a_buffer() -> None:
     assert not any(n.inline for n in g.nodes)
 
 
-@pytest.mark.parametrize("readers, inline", [(2, True), (3, False)])
-def test_a_math_call_is_computed_in_at_most_two_readers(readers: int, inline: bool) -> None:
+@pytest.mark.parametrize("readers, inline", [(1, True), (2, False)])
+def test_a_math_call_is_computed_once_only(readers: int, inline: bool) -> None:
     g, x = _graph()
     e = g.add("exp", x)
     g.set_outputs([g.add("mul", e, g.add_constant(np.float32(k), "k")) for k in range(readers)])
@@ -116,8 +116,8 @@ def test_values_read_by_a_view_or_a_bitcast_stay_in_buffers() -> None:
     assert not _node(n).inline and not _node(m).inline
 
 
-@pytest.mark.parametrize("rows, op, inline", [(4, "neg", True), (5, "neg", False), (2, "exp", True),
-                                              (3, "exp", False)])
+@pytest.mark.parametrize("rows, op, inline", [(4, "neg", True), (5, "neg", False), (1, "exp", True),
+                                              (2, "exp", False)])
 def test_broadcast_reads_count_as_evaluations(rows: int, op: str, inline: bool) -> None:
     """A [3] value added to a [rows, 3] input is computed rows times per element when inline."""
     g, x = _graph((rows, 3))
@@ -133,19 +133,19 @@ def test_reductions_and_data_movement_take_inline_inputs() -> None:
     reads = [g.add("reduce_max", g.add("exp", x), axes=[1]), g.add("argmax", g.add("exp", x), axis=0),
              g.add("cumulative", g.add("exp", x), kind="sum", axis=1),
              g.add("concat", g.add("exp", x), g.add("neg", x), axis=0),
-             g.add("pad", g.add("exp", x), pads=[0, 1, 0, 1]), g.add("gather", g.add("exp", x), idx, axis=0)]
+             g.add("pad", g.add("exp", x), pads=[0, 0, 0, -1]), g.add("gather", g.add("exp", x), idx, axis=0)]
     g.set_outputs(reads)
     _fused(g)
     assert all(n.inline for n in g.nodes if n.op in ("exp", "neg"))
 
 
-def test_a_pad_more_than_doubling_its_input_takes_no_math_call() -> None:
+def test_a_growing_pad_takes_plain_arithmetic_but_no_math_call() -> None:
     g, x = _graph((1, 1))
-    e2, e3, n = g.add("exp", x), g.add("exp", x), g.add("neg", x)
-    g.set_outputs([g.add("pad", e2, pads=[0, 0, 0, 1]), g.add("pad", e3, pads=[0, 1, 0, 1]),
-                   g.add("pad", n, pads=[0, 1, 0, 2])])
+    e, n4, n5 = g.add("exp", x), g.add("neg", x), g.add("neg", x)
+    g.set_outputs([g.add("pad", e, pads=[0, 0, 0, 1]), g.add("pad", n4, pads=[0, 1, 0, 2]),
+                   g.add("pad", n5, pads=[0, 2, 0, 2])])
     _fused(g)
-    assert [_node(v).inline for v in (e2, e3, n)] == [True, False, True]  # 2 and 3 evaluations of exp; 4 of neg
+    assert [_node(v).inline for v in (e, n4, n5)] == [False, True, False]  # 2 evaluations of exp; 4 and 5 of neg
 
 
 def test_doubling_reads_are_cut_where_evaluations_exceed_the_bound() -> None:
@@ -214,7 +214,7 @@ def test_the_verifier_refuses_inline_nodes_lowering_cannot_compute(text: str, me
 def test_inline_marks_round_trip_through_text_and_copies() -> None:
     result = _compile(lambda x: ops.softmax(tanh_gelu(x), -1), np.zeros((2, 5), np.float32))
     text = print_graph(result.graph)
-    assert " = inline exp(" in text and " = tanh(" in text  # tanh feeds reduce_max, sub and div: 3 evaluations
+    assert " = inline sub(" in text and " = exp(" in text  # exp feeds the sum and the division
     parsed = parse_graph(text)
     assert print_graph(parsed) == text
     assert [n.inline for n in parsed.nodes] == [n.inline for n in result.graph.nodes]

@@ -8,16 +8,18 @@ of the stored value, f16/bf16 rounding included). Inlining is transitive: an
 inline node's inputs may be inline too, so a chain of elementwise ops
 becomes part of the one kernel that consumes the chain's result.
 
-The policy is analytic (no measured constants). A node's *evaluations* are
+The policy is analytic: it counts work, not timings. A node's *evaluations* are
 how many times each of its elements is computed per call once it is inline:
 the sum over its reads of how many times the reading kernel loads each
 element (``_loads_per_element``, from each op's lowering), times the reader's
 own evaluations when the reader is inline too. Reading a value twice counts
 twice: the loop IR repeats the expression, so evaluations also bound its
 size. Stored, a node is computed once, then written and loaded once per
-reader; a store and a load cost about what a few vector arithmetic
-instructions do, a math function call (exp, tanh, ...: tens of
-instructions) more. A node is inline when (``_Plan.inline``, one ``why``
+reader: a few bytes of memory traffic per element, which cost about what a
+few vector arithmetic instructions do, but less than a math function call
+(exp, tanh, ...: tens of vector instructions per vector; softmax's ``exp``
+computed in both its sum and its division was 10% slower than stored on a
+2-core AVX2 host). A node is inline when (``_Plan.inline``, one ``why``
 comment per rule):
 
 * it is elementwise, not a graph output, and read by someone;
@@ -26,8 +28,7 @@ comment per rule):
   (which need a buffer), nor ``matmul``, ``conv2d`` or a window op (which
   load each element many times);
 * its evaluations are at most ``MAX_EVALUATIONS`` (4) for plain arithmetic,
-  ``MAX_EVALUATIONS_MATH`` (2) when it calls a math function: softmax's
-  ``exp`` is computed in its sum and in its division;
+  ``MAX_EVALUATIONS_MATH`` (1) when it calls a math function;
 * it is nested at most ``MAX_DEPTH`` inline nodes deep in a kernel;
 * it reads no variable when an update's copy kernel computes it (the copies
   run one after another and may already have overwritten that variable).
@@ -48,7 +49,7 @@ from needlec.compiler.ops.registry import get_op
 MAX_EVALUATIONS = 4
 """The most evaluations per element of an inline node of plain arithmetic (no math call)."""
 
-MAX_EVALUATIONS_MATH = 2
+MAX_EVALUATIONS_MATH = 1
 """The most evaluations per element of an inline node that calls a math function (exp, tanh, pow, ...)."""
 
 MAX_DEPTH = 16
@@ -157,7 +158,7 @@ class _Plan:
         if depth > MAX_DEPTH:
             return False
         # why: recomputing costs less than a store and a load per reader only while it stays cheap: a few
-        # evaluations of plain arithmetic, two of a math call (softmax's exp, in its sum and its division)
+        # evaluations of plain arithmetic, but a math call costs more than the memory traffic it would save
         if evaluations > (MAX_EVALUATIONS_MATH if _calls_math(node) else MAX_EVALUATIONS):
             return False
         self.evaluations[id(node)] = evaluations
