@@ -73,8 +73,8 @@ def _matmul_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Buff
 
 
 def _streams_rows(a: Operand, b: Operand, out: BufferOperand) -> bool:
-    """Use the i-k-j order when B's rows are contiguous, the output can hold partial sums (no epilogue stores
-    through it) and the product is too small for the packed GEMM schedule (``loops/gemm.py``, which starts from
+    """Use the i-k-j order when B's rows are contiguous, the output buffer can hold partial sums (also under an
+    epilogue) and the product is too small for the packed GEMM schedule (``loops/gemm.py``, which starts from
     the dot-product form).
 
     Why: the inner j loop then walks B and C with unit stride and carries no
@@ -85,7 +85,7 @@ def _streams_rows(a: Operand, b: Operand, out: BufferOperand) -> bool:
     packed = compute_dtype(out.dtype) in WORK_DTYPES and a.type.rank > 1 and b.type.rank > 1 \
         and profitable(m, n, k)
     return b.type.rank > 1 and b.shape[-1] > 1 and b.type.strides_or_default[-1] == 1 \
-        and compute_dtype(out.dtype) == out.dtype and not packed and not isinstance(out, FusedOutput)
+        and compute_dtype(out.dtype) == out.dtype == out.buffer.dtype and not packed
 
 
 def _operand_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int], row: list[Expr],
@@ -94,25 +94,29 @@ def _operand_index(x: Operand, batch_idx: Sequence[Var], batch: Sequence[int], r
 
 
 def _lower_row_streaming(kb: KernelBuilder, a: Operand, b: Operand, out: BufferOperand) -> list[Stmt]:
-    """C[i, :] = 0; for k: C[i, :] += A[i, k] * B[k, :]."""
+    """C[i, :] = 0; for k: C[i, :] += A[i, k] * B[k, :] (then C[i, :] = epilogue(C[i, :]) under a FusedOutput)."""
     batch, _, k_extent, n = matmul_dims(a.shape, b.shape)
     outer = out.shape[:-1]
+    sums = BufferOperand(out.buffer, out.type)  # the partial sums, in the output's buffer
 
     def row(idx: list[Var]) -> list[Stmt]:
         batch_idx = idx[:len(batch)]
         i: list[Expr] = list(idx[len(batch):])
-        zero = kb.loop_nest([n], lambda j: [out.store([*idx, *j], const(0, out.dtype))], hint="j")
+        zero = kb.loop_nest([n], lambda j: [sums.store([*idx, *j], const(0, out.dtype))], hint="j")
 
         def accumulate(k: list[Var]) -> list[Stmt]:
             a_k = a.load(_operand_index(a, batch_idx, batch, i, list(k)))
 
             def update(j: list[Var]) -> list[Stmt]:
                 product = binary("mul", a_k, b.load(_operand_index(b, batch_idx, batch, list(k), list(j))))
-                return [out.store([*idx, *j], binary("add", out.load([*idx, *j]), product))]
+                return [sums.store([*idx, *j], binary("add", sums.load([*idx, *j]), product))]
 
             return kb.loop_nest([n], update, hint="j")
 
-        return [*zero, *kb.loop_nest([k_extent], accumulate, hint="k")]
+        finish = []
+        if isinstance(out, FusedOutput):  # the epilogue over the finished row, while it is in L1
+            finish = kb.loop_nest([n], lambda j: [out.store([*idx, *j], sums.load([*idx, *j]))], hint="j")
+        return [*zero, *kb.loop_nest([k_extent], accumulate, hint="k"), *finish]
 
     return kb.loop_nest(outer, row)
 
