@@ -72,7 +72,7 @@ def test_small_and_integer_products_keep_the_default_schedule(graph: Graph) -> N
 
 
 def test_plan_sizes_follow_the_vector_width() -> None:
-    c = recognize(_lowered_kernel(_matmul_graph((130, 300), (300, 67))))
+    c = recognize(_lowered_kernel(_matmul_graph((130, 300), (300, 267))))
     assert c is not None
     for cpu, nr, mr in (("x86-64-v2", 8, 6), ("x86-64-v3", 16, 6), ("x86-64-v4", 32, 12)):
         p = plan(c, Target.named("cpu", cpu))
@@ -89,7 +89,7 @@ def test_f16_products_take_one_chunk_so_partial_sums_stay_f32() -> None:
 
 
 def test_packing_scratch_is_in_the_arena_and_row_blocks_run_in_parallel() -> None:
-    compiled = needlec.compile(_matmul_graph((130, 300), (300, 67)), progress=False)
+    compiled = needlec.compile(_matmul_graph((130, 300), (300, 267)), progress=False)
     program = compiled.program
     (kernel,) = program.kernels
     scratch = [b for b in kernel.buffers if b.name.endswith(("_packed_a", "_packed_b", "_tile"))]

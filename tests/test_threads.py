@@ -27,8 +27,8 @@ from needlec.progress import Progress
 pytestmark = pytest.mark.skipif(openmp_runtime() is None, reason="needs an OpenMP runtime (libgomp or libomp)")
 
 RNG = np.random.default_rng(0)
-A = RNG.normal(size=(257, 131)).astype(np.float32)  # odd sizes: chunks of unequal length
-B = RNG.normal(size=(131, 97)).astype(np.float32)
+A = RNG.normal(size=(257, 263)).astype(np.float32)  # odd sizes: chunks of unequal length
+B = RNG.normal(size=(263, 97)).astype(np.float32)
 
 
 def _model(a, b):  # type: ignore[no-untyped-def]
@@ -63,18 +63,18 @@ def _buffer(name: str, size: int) -> Buffer:
 
 
 def test_policy_peels_unit_loops_and_skips_small_or_dependent_nests() -> None:
-    x, out = _buffer("x", 512 * 512), _buffer("out", 512 * 512)
+    x, out = _buffer("x", 1024 * 1024), _buffer("out", 1024 * 1024)
     i, j = Var("i"), Var("j")
-    index = Binary("add", Binary("mul", i, Const(512)), j)
-    body = (Loop("j", 512, (Store(out, index, Load(x, index)),)),)
-    batch_of_one = Kernel("k", (x, out), (Loop("n", 1, (Loop("i", 512, body),)),))
+    index = Binary("add", Binary("mul", i, Const(1024)), j)
+    body = (Loop("j", 1024, (Store(out, index, Load(x, index)),)),)
+    batch_of_one = Kernel("k", (x, out), (Loop("n", 1, (Loop("i", 1024, body),)),))
     scheduled = parallelize_outermost(batch_of_one)
     assert [type(s).__name__ for s in scheduled.body] == ["Loop"] and scheduled.body[0].var == "i"
     assert find_loop(scheduled, "i").kind is LoopKind.PARALLEL  # the batch loop of one iteration is gone
     small = Kernel("k", (x, out), (Loop("i", 2, body),))
-    assert 2 * 512 < PARALLEL_MIN_ITERATIONS and parallelize_outermost(small) == small
-    assert 512 * 512 >= PARALLEL_MIN_ITERATIONS
-    running = Kernel("k", (x, out), (Loop("i", 512, (Loop("j", 512, (Store(out, j, Load(x, index)),)),)),))
+    assert 2 * 1024 < PARALLEL_MIN_ITERATIONS and parallelize_outermost(small) == small
+    assert 1024 * 1024 >= PARALLEL_MIN_ITERATIONS
+    running = Kernel("k", (x, out), (Loop("i", 1024, (Loop("j", 1024, (Store(out, j, Load(x, index)),)),)),))
     assert parallelize_outermost(running) == running  # every row writes the same elements: not disjoint
 
 

@@ -75,7 +75,7 @@ MAX_KC = 256
 A_BLOCK_BYTES = 192 * 1024
 MIN_BLOCKS = 4  # row blocks a large enough GEMM is cut into at least, for the threads to share
 MIN_ROWS, MIN_COLUMNS, MIN_DEPTH = 4, 8, 8  # below these the plain nests win (a matrix-vector product)
-PARALLEL_MIN_FLOPS = 1 << 19  # multiply-adds per chunk before the row blocks run on the team of threads
+PARALLEL_MIN_FLOPS = 1 << 22  # multiply-adds per chunk before the row blocks run on the team (waking it costs ~0.1 ms)
 
 
 @dataclass(frozen=True)

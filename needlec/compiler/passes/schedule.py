@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 UNROLL_EXTENT = 4
 VECTORIZE_EXTENT = 8
-PARALLEL_MIN_ITERATIONS = 1 << 17  # innermost iterations (~0.1 ms of work) before waking a team of threads pays
+PARALLEL_MIN_ITERATIONS = 1 << 19  # innermost iterations (~0.3 ms of work) before waking a team of threads pays
 
 
 def _serial_innermost(kernel: Kernel) -> list[Loop]:
