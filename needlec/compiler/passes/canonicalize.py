@@ -76,6 +76,18 @@ def _copy_of_fresh(rw: Rewriter, node: Node) -> Value | None:
     return node.inputs[0] if producer is not None and not get_op(producer.op).is_view else None
 
 
+def _small_power(rw: Rewriter, node: Node) -> Value | None:
+    """x ** 2 -> x * x and x ** 3 -> x * x * x for a float x and a constant exponent of all 2s or all 3s."""
+    x, exponent = node.inputs
+    if not x.dtype.is_float or x.shape != node.outputs[0].shape:
+        return None
+    for power in (2.0, 3.0):
+        if _is_splat(exponent, power):
+            square = rw.add("mul", x, x)
+            return rw.named_like_node(square if power == 2.0 else rw.add("mul", square, x))
+    return None
+
+
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("add", _identity_operand(0, commutative=True), "x + 0 is x"),
     Pattern("sub", _identity_operand(0, commutative=False), "x - 0 is x"),
@@ -90,6 +102,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("permute", _permute, "identity permutes vanish; chained permutes compose"),
     Pattern("slice", _full_slice, "a slice covering every element does nothing"),
     Pattern("copy", _copy_of_fresh, "a freshly computed value is already contiguous"),
+    Pattern("pow", _small_power, "squares and cubes by multiplication vectorize where pow is a libm call per "
+                                 "element; PyTorch's pow computes them so too"),
 )
 
 

@@ -51,10 +51,7 @@ def _fold_scale(rw: Rewriter, node: Node) -> Value | None:
         result = rw.add(producer.op, x, rw.constant(weights, w), **producer.attrs)
         assert result.producer is not None
         result.producer.origin = producer.origin  # still the convolution / product its model names
-        name = node.outputs[0].name  # the scaled value keeps its name (an output's name is the signature's)
-        rw.graph.rename(node.outputs[0], rw.graph.fresh_name(name + "_unfolded"))
-        rw.graph.rename(result, name)
-        return result
+        return rw.named_like_node(result)
     return None
 
 

@@ -36,6 +36,15 @@ class Rewriter:
         """A constant holding ``data`` in ``like``'s dtype."""
         return self.graph.add_constant(np.asarray(data, like.dtype.np), "c")
 
+    def named_like_node(self, value: Value) -> Value:
+        """``value`` (a replacement for the node's output) renamed to the output's name, the output to a fresh one:
+        dumps keep their names, and an output keeps the name the signature gives it."""
+        old = self.node.outputs[0]
+        name = old.name
+        self.graph.rename(old, self.graph.fresh_name(name + "_replaced"))
+        self.graph.rename(value, name)
+        return value
+
     def scalar(self, value: Any, like: Value) -> Value:
         """A scalar constant of ``like``'s dtype (the ``GraphBuilder`` name of ``constant``)."""
         return self.constant(value, like)
