@@ -108,9 +108,10 @@ class Contraction:
         return math.prod(loop.extent for loop in self.reduction)
 
 
-def profitable(m: int, n: int, k: int) -> bool:
-    """Whether a contraction of these sizes is worth packing (lowerings choose their dot-product form by it)."""
-    return m >= MIN_ROWS and n >= MIN_COLUMNS and k >= MIN_DEPTH
+def profitable(work: DType, m: int, n: int, k: int) -> bool:
+    """Whether a contraction accumulating in ``work`` with these sizes is worth packing (the matmul and conv2d
+    lowerings choose their dot-product form by it, the schedule hook its tiling)."""
+    return work in WORK_DTYPES and m >= MIN_ROWS and n >= MIN_COLUMNS and k >= MIN_DEPTH
 
 
 def _vars(e: Expr) -> set[str]:
@@ -426,6 +427,6 @@ def schedule_contraction(kernel: Kernel, attrs: object, target: Target | None) -
     """The ``OpDef.schedule`` hook of matmul and conv2d: the tiled GEMM where the kernel is a contraction worth
     packing, else None (the default schedule)."""
     c = recognize(kernel)
-    if target is None or c is None or not profitable(c.m, c.n, c.k):
+    if target is None or c is None or not profitable(c.work, c.m, c.n, c.k):
         return None
     return tile_contraction(kernel, c, target)

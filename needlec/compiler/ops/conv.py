@@ -31,7 +31,7 @@ from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import (BufferOperand, KernelBuilder, Operand, add, binary, cast, compute_dtype,
                                             const, mul)
-from needlec.compiler.loops.gemm import WORK_DTYPES, profitable, schedule_contraction
+from needlec.compiler.loops.gemm import profitable, schedule_contraction
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Loop, Stmt, Var
 from needlec.compiler.ops.common import check_dtypes
 from needlec.compiler.ops.composites import conv_transpose_kernel
@@ -113,7 +113,7 @@ def _conv_lower(kb: KernelBuilder, ins: Sequence[Operand], outs: Sequence[Buffer
         return [Local(acc, const(0, work)), *kb.loop_nest([per_group_in], channel, hint="c"),
                 out.store([batch, oc, *spatial], LocalRef(acc, work))]
 
-    if work in WORK_DTYPES and profitable(per_group_out, oh * ow, per_group_in * math.prod(window.kernel)):
+    if profitable(work, per_group_out, oh * ow, per_group_in * math.prod(window.kernel)):
         return kb.loop_nest(shape, body)  # the dot-product form the GEMM schedule packs (``loops/gemm.py``)
 
     def split_spatial(outer: list[Var]) -> list[Stmt]:

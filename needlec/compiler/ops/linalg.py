@@ -23,7 +23,7 @@ from needlec.compiler.ir.graph import Node, Value
 from needlec.compiler.ir.types import TensorType
 from needlec.compiler.loops.builder import (BufferOperand, FusedOutput, KernelBuilder, Operand, binary, cast,
                                             compute_dtype, const)
-from needlec.compiler.loops.gemm import WORK_DTYPES, profitable, schedule_contraction
+from needlec.compiler.loops.gemm import profitable, schedule_contraction
 from needlec.compiler.loops.ir import Assign, Const, Expr, Local, LocalRef, Stmt, Var
 from needlec.compiler.ops.common import broadcast_shapes, check_dtypes
 from needlec.compiler.ops.registry import OpDef, check, register
@@ -82,8 +82,7 @@ def _streams_rows(a: Operand, b: Operand, out: BufferOperand) -> bool:
     keep the dot-product order so partial sums stay in f32.
     """
     _, m, k, n = matmul_dims(a.shape, b.shape)
-    packed = compute_dtype(out.dtype) in WORK_DTYPES and a.type.rank > 1 and b.type.rank > 1 \
-        and profitable(m, n, k)
+    packed = a.type.rank > 1 and b.type.rank > 1 and profitable(compute_dtype(out.dtype), m, n, k)
     return b.type.rank > 1 and b.shape[-1] > 1 and b.type.strides_or_default[-1] == 1 \
         and compute_dtype(out.dtype) == out.dtype == out.buffer.dtype and not packed
 
