@@ -13,7 +13,7 @@ from needlec import DType, Graph, TensorType
 from needlec.compiler.codegen.llvm_target import target_machine
 from needlec.compiler.interpreter import interpret
 from needlec.compiler.loops.gemm import MAX_KC, MIN_BLOCKS, plan, recognize
-from needlec.compiler.loops.ir import Kernel, Loop, LoopKind, StorageKind
+from needlec.compiler.loops.ir import Kernel, Loop, LoopKind, StorageKind, Store
 from needlec.compiler.loops.transforms import walk
 from needlec.compiler.passes.lower_to_loops import lower_to_loops
 from needlec.compiler.passes.materialize_outputs import materialize_outputs
@@ -80,6 +80,31 @@ def test_plan_sizes_follow_the_vector_width() -> None:
         assert p.kc <= MAX_KC and 300 % p.chunk == 0 and p.chunks == 300 // p.chunk  # chunks divide the depth
         assert p.blocks * p.mc >= 130 and p.mc % p.mr == 0
     assert plan(c, Target.named("cpu", "x86-64-v3")).blocks % MIN_BLOCKS == 0  # large: blocks for the threads
+
+
+def test_wide_products_split_columns_and_tall_ones_rows() -> None:
+    wide = recognize(_lowered_kernel(_conv_graph((1, 64, 56, 56), (64, 64, 3, 3), pads=[1, 1, 1, 1])))
+    tall = recognize(_lowered_kernel(_conv_graph((1, 512, 7, 7), (512, 512, 3, 3), pads=[1, 1, 1, 1])))
+    assert wide is not None and tall is not None
+    target = Target.named("cpu", "x86-64-v3")
+    w, t = plan(wide, target), plan(tall, target)
+    assert w.split_columns and w.mc >= 64 and w.blocks * w.nc * w.nr >= 56 * 56 and w.blocks % MIN_BLOCKS == 0
+    assert not t.split_columns and t.blocks * t.mc >= 512 and t.blocks % MIN_BLOCKS == 0
+    assert t.chunks > 1  # many chunks, yet the blocks run on the team: they are outside the chunk loop
+
+
+def test_constant_weights_are_packed_at_compile_time() -> None:
+    weight = RNG.standard_normal((300, 40)).astype(np.float32)
+    x = RNG.standard_normal((37, 300)).astype(np.float32)
+    compiled = needlec.compile(lambda a: a @ weight, [x], progress=False)
+    program = compiled.program
+    (kernel,) = program.kernels
+    (packed,) = [b for b in kernel.buffers if b.name.endswith("_packed_b")]
+    assert program.storage[packed.name].kind is StorageKind.CONSTANT
+    # the weight is embedded once: in the packed layout, with no packing of it left in the kernel
+    assert [n for n, s in program.storage.items() if s.kind is StorageKind.CONSTANT] == [packed.name]
+    assert not any(isinstance(n, Store) and n.buffer == packed for n in walk(kernel))
+    np.testing.assert_allclose(compiled(x), x.astype(np.float64) @ weight, rtol=1e-4, atol=1e-3)
 
 
 def test_f16_products_take_one_chunk_so_partial_sums_stay_f32() -> None:

@@ -28,6 +28,7 @@ from needlec.compiler.loops.printer import print_program
 from needlec.compiler.loops.verifier import verify_program
 from needlec.compiler.passes import PASSES
 from needlec.compiler.passes.lower_to_loops import lower_to_loops
+from needlec.compiler.passes.precompute_constants import precompute_constants
 from needlec.compiler.passes.plan_memory import plan_memory
 from needlec.compiler.passes.schedule import schedule
 from needlec.errors import IRError, ParseError, VerificationError
@@ -35,7 +36,8 @@ from tests.opcases import OpCase, all_cases, build_case
 from tests.test_ops import assert_matches
 
 GOLDEN = sorted((pathlib.Path(__file__).parent / "golden" / "loops").glob("*.txt"))
-LOOP_PASSES = {"lower_to_loops": lower_to_loops, "schedule": schedule, "plan_memory": plan_memory}
+LOOP_PASSES = {"lower_to_loops": lower_to_loops, "schedule": schedule,
+               "precompute_constants": precompute_constants, "plan_memory": plan_memory}
 CASES = all_cases()
 
 

@@ -287,7 +287,7 @@ def test_schedule_applies_the_op_hook_of_a_kernels_last_source(monkeypatch: pyte
     default schedule."""
     calls = []
 
-    def hook(kernel: Kernel, attrs: Mapping[str, Any], target: Target | None) -> Kernel:
+    def hook(kernel: Kernel, attrs: Mapping[str, Any], target: Target | None, invariant: frozenset[str]) -> Kernel:
         calls.append((kernel.name, dict(attrs), target))
         return replace(kernel, name=kernel.name + "_hooked")
 

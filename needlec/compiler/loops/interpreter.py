@@ -334,6 +334,15 @@ def _memory(program: Program) -> dict[str, np.ndarray]:
     return memory
 
 
+def run_statements(kernel: Kernel, memory: dict[str, np.ndarray]) -> None:
+    """Run ``kernel`` on ``memory`` (each of its buffers' flat array, by name), which it updates in place.
+
+    Raises ``VerificationError`` for an access outside a buffer.
+    """
+    with np.errstate(all="ignore"):
+        _KernelRun(kernel, memory, {}).run()
+
+
 def run_program(program: Program, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """Run ``program`` on ``inputs`` (in slot order).
 

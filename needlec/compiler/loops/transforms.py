@@ -51,26 +51,30 @@ def _is_body(value: object) -> bool:
     return isinstance(value, tuple) and all(isinstance(s, Stmt) for s in value)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # why: dataclasses.fields per node dominated whole-kernel walks
+
+
 def children(node: Node | Kernel) -> Iterator[Node]:
     """The direct child expressions and statements of ``node``, in field order."""
-    for f in fields(node):  # type: ignore[arg-type]
-        value = getattr(node, f.name)
+    names = _FIELD_NAMES.get(type(node))
+    if names is None:
+        names = _FIELD_NAMES[type(node)] = tuple(f.name for f in fields(node))  # type: ignore[arg-type]
+    for name in names:
+        value = getattr(node, name)
         if isinstance(value, Expr):
             yield value
-        elif _is_body(value):
+        elif isinstance(value, tuple):
             yield from (stmt for stmt in value if isinstance(stmt, Stmt))
 
 
 def walk(node: Node | Kernel | Sequence[Stmt]) -> Iterator[Node]:
     """Every statement and expression under ``node`` (itself included), pre-order."""
-    if isinstance(node, (Expr, Stmt, Kernel)):
-        if not isinstance(node, Kernel):
-            yield node
-        for child in children(node):
-            yield from walk(child)
-        return
-    for stmt in node:
-        yield from walk(stmt)
+    stack: list[Node | Kernel] = [node] if isinstance(node, (Expr, Stmt, Kernel)) else list(reversed(node))
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, Kernel):
+            yield current
+        stack.extend(reversed(tuple(children(current))))
 
 
 def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Sequence[Stmt]]) -> T:

@@ -76,7 +76,7 @@ InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], list[TensorType]]
 ReferenceFn = Callable[[Sequence[np.ndarray], Mapping[str, Any]], list[np.ndarray]]
 LowerFn = Callable[["KernelBuilder", Sequence["Operand"], Sequence["BufferOperand"], Mapping[str, Any]], list["Stmt"]]
 GradFn = Callable[..., list[Any]]
-ScheduleFn = Callable[["Kernel", Mapping[str, Any], "Target | None"], "Kernel | None"]
+ScheduleFn = Callable[["Kernel", Mapping[str, Any], "Target | None", frozenset[str]], "Kernel | None"]
 
 
 def NO_GRAD(ctx: Any, node: Any, out_grads: Sequence[Any]) -> list[Any]:  # noqa: N802
@@ -102,9 +102,11 @@ class OpDef:
     widened to the compute dtype first unless ``promote`` is False (the store
     rounds to the output dtype). Their ``lower`` is then the generic
     ``builder.lower_elementwise`` nest, and a consumer kernel can compute them
-    inline (``builder.InlineOperand``). ``schedule(kernel, attrs, target)``,
-    when given, replaces the default schedule of the kernels whose last source
-    is this op, unless it returns None (``passes/schedule.py``).
+    inline (``builder.InlineOperand``). ``schedule(kernel, attrs, target,
+    invariant)``, when given, replaces the default schedule of the kernels
+    whose last source is this op, unless it returns None
+    (``passes/schedule.py``); ``invariant`` names the buffers whose contents
+    never change (the program's constants).
     """
 
     name: str

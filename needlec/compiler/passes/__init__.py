@@ -21,6 +21,7 @@ from needlec.compiler.passes.fuse import fuse_elementwise
 from needlec.compiler.passes.lower_to_loops import lower_to_loops
 from needlec.compiler.passes.materialize_outputs import materialize_outputs
 from needlec.compiler.passes.plan_memory import plan_memory
+from needlec.compiler.passes.precompute_constants import precompute_constants
 from needlec.compiler.passes.schedule import schedule
 from needlec.compiler.passes.verify import verify
 
@@ -53,6 +54,7 @@ GRAPH_PASSES: tuple[Pass, ...] = (
 LOOP_PASSES: dict[str, tuple[Pass, ...]] = {
     "cpu": (
         Pass("schedule", schedule, "loops"),
+        Pass("precompute_constants", precompute_constants, "loops"),
         Pass("plan_memory", plan_memory, "loops"),
     ),
 }

@@ -3,7 +3,7 @@
 A kernel whose op (that of its last source that is not elementwise, else
 of its last source: elementwise nodes fuse in before and after it) has an
 ``OpDef.schedule`` hook is scheduled by that hook, given the op's
-attributes and the target. Why: tiling policies depend on the op
+attributes, the target and the names of the constant buffers. Why: tiling policies depend on the op
 (matmul, conv) and on the machine.
 
 Every other kernel gets the default: two rules, applied to serial loops
@@ -100,7 +100,7 @@ def parallelize_outermost(kernel: Kernel) -> Kernel:
     return candidate if chosen else kernel
 
 
-def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
+def _schedule_one(kernel: Kernel, target: Target | None, invariant: frozenset[str]) -> Kernel:
     """``kernel`` scheduled by its op's ``schedule`` hook, or by ``schedule_kernel`` when the op has none or the
     hook declines (returns None)."""
     ops = all_ops()
@@ -110,7 +110,7 @@ def _schedule_one(kernel: Kernel, target: Target | None) -> Kernel:
     opdef = ops.get(source.op) if source is not None else None  # variable updates have no OpDef
     scheduled = None
     if source is not None and opdef is not None and opdef.schedule is not None:
-        scheduled = opdef.schedule(kernel, dict(source.attrs), target)
+        scheduled = opdef.schedule(kernel, dict(source.attrs), target, invariant)
     return scheduled if scheduled is not None else schedule_kernel(kernel, target)
 
 
@@ -120,7 +120,8 @@ def schedule(program: Program, target: Target | None = None) -> Program:
     Buffers a hook adds to a kernel (packing scratch) become arena buffers of the program, live in that kernel
     only, so the memory plan counts them.
     """
-    kernels = [_schedule_one(k, target) for k in program.kernels]
+    invariant = frozenset(name for name, s in program.storage.items() if s.kind is StorageKind.CONSTANT)
+    kernels = [_schedule_one(k, target, invariant) for k in program.kernels]
     buffers, storage = dict(program.buffers), dict(program.storage)
     for kernel in kernels:
         for buffer in kernel.buffers:
