@@ -24,7 +24,8 @@ step's (``needlec/build/llvm.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass
 
 import llvmlite.ir as ir
 import numpy as np
@@ -34,9 +35,9 @@ from needlec.compiler.codegen.half_libcalls import define_half_libcalls
 from needlec.compiler.codegen.parallel import define_thread_setter
 from needlec.compiler.codegen.llvm_emit import I8, I32, I64, PTR, KernelEmitter, llvm_name
 from needlec.compiler.codegen.profiling import emit_kernel_calls
-from needlec.compiler.loops.ir import Kernel, Load, Program, Stmt, Store
+from needlec.compiler.ir.printer import format_name
+from needlec.compiler.loops.ir import Kernel, Program
 from needlec.compiler.loops.printer import print_stmts
-from needlec.compiler.loops.transforms import map_exprs, map_stmts
 from needlec.compiler.target import Target
 
 INLINE_LIMIT = 4096  # bytes: larger constants and variables are external data; smaller ones stay in the
@@ -124,17 +125,13 @@ def code_key(kernel: Kernel) -> str:
     parameters, and their dtypes. Kernels with one key share one function (repeated blocks of ResNet, the
     layers of a transformer): LLVM optimises and compiles it once, and the entry calls it with each kernel's
     buffers."""
-    position = {b.name: f"p{i}" for i, b in enumerate(kernel.buffers)}
-    body = map_exprs(kernel.body, lambda e: replace(e, buffer=replace(e.buffer, name=position[e.buffer.name]))
-                     if isinstance(e, Load) else e)
-
-    def rename(stmt: Stmt) -> tuple[Stmt, ...]:
-        if isinstance(stmt, Store):
-            return (replace(stmt, buffer=replace(stmt.buffer, name=position[stmt.buffer.name])),)
-        return (stmt,)
-
-    lines = print_stmts(map_stmts(body, rename))
-    return "\n".join([" ".join(b.dtype.value for b in kernel.buffers), *lines])
+    params = {b.name: b for b in kernel.buffers}
+    position = {f"%{format_name(b.name)}": f"%p{i}" for i, b in enumerate(kernel.buffers)}
+    # why rename in the text: every access prints as ``%name[`` or ``%name:dtype[`` and buffer names are unique,
+    # so replacing those is exact and much cheaper than rebuilding the kernel with renamed buffers
+    accesses = re.compile("(" + "|".join(map(re.escape, sorted(position, key=len, reverse=True))) + ")(?=[:\\[])")
+    text = "\n".join(print_stmts(kernel.body, params=params))
+    return " ".join(b.dtype.value for b in kernel.buffers) + "\n" + accesses.sub(lambda m: position[m[1]], text)
 
 
 def emit_module(program: Program, target: Target, prefix: str = abi.DEFAULT_PREFIX) -> ir.Module:

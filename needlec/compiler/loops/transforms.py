@@ -51,15 +51,21 @@ def _is_body(value: object) -> bool:
     return isinstance(value, tuple) and all(isinstance(s, Stmt) for s in value)
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # why: dataclasses.fields per node dominated whole-kernel walks
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(node: object) -> tuple[str, ...]:
+    """``node``'s dataclass field names, cached per class (why: ``dataclasses.fields`` per node dominated walks and
+    rewrites of whole kernels)."""
+    names = _FIELD_NAMES.get(type(node))
+    if names is None:
+        names = _FIELD_NAMES[type(node)] = tuple(f.name for f in fields(node))  # type: ignore[arg-type]
+    return names
 
 
 def children(node: Node | Kernel) -> Iterator[Node]:
     """The direct child expressions and statements of ``node``, in field order."""
-    names = _FIELD_NAMES.get(type(node))
-    if names is None:
-        names = _FIELD_NAMES[type(node)] = tuple(f.name for f in fields(node))  # type: ignore[arg-type]
-    for name in names:
+    for name in _field_names(node):
         value = getattr(node, name)
         if isinstance(value, Expr):
             yield value
@@ -87,8 +93,8 @@ def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Seq
         same = len(body) == len(node) and all(a is b for a, b in zip(body, node))
         return node if same else body  # type: ignore[return-value]
     changes: dict[str, object] = {}
-    for f in fields(node):  # type: ignore[arg-type]
-        value = getattr(node, f.name)
+    for name in _field_names(node):
+        value = getattr(node, name)
         if isinstance(value, Expr):
             new = on_expr(_map(value, on_expr, on_stmt))
         elif _is_body(value) and value:
@@ -96,7 +102,7 @@ def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Seq
         else:
             continue
         if new is not value:
-            changes[f.name] = new
+            changes[name] = new
     return replace(node, **changes) if changes else node  # type: ignore[type-var,arg-type]
 
 
