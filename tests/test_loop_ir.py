@@ -191,6 +191,48 @@ def test_planned_arena_buffers_share_memory_so_a_wrong_plan_gives_wrong_numbers(
     assert not np.array_equal(good, bad)
 
 
+IN_PLACE = """\
+program @p
+  input 0 %x: f32[2, 3]
+  output 0 %y: f32[3, 2]
+  buffers:
+    %x: f32[6]  input slot 0
+    %t: f32[6]  arena (not yet placed)
+    %u: f32[6]  arena (not yet placed)
+    %v: f32[6]  arena (not yet placed)
+    %y: f32[6]  output slot 0
+  arena: 0 bytes
+
+kernel k0_exp(%x: f32[6], %t: f32[6])  // from %t (exp)
+  for i0 in 0..6:
+    %t[i0] = exp(%x[i0])
+
+kernel k1_mul(%t: f32[6], %u: f32[6])  // from %u (mul)
+  for i0 in 0..6:
+    %u[i0] = %t[i0] * %t[i0] + 1.0
+
+kernel k2_transpose(%u: f32[6], %v: f32[6])  // from %v (transpose)
+  for i0 in 0..3:
+    for i1 in 0..2:
+      %v[i0*2 + i1] = %u[i1*3 + i0]
+
+kernel k3_neg(%v: f32[6], %y: f32[6])  // from %y (neg)
+  for i0 in 0..6:
+    %y[i0] = -%v[i0]
+"""
+
+
+def test_an_elementwise_output_takes_the_place_of_its_dying_input_and_a_transpose_does_not() -> None:
+    program = plan_memory(parse_program(IN_PLACE))
+    verify_program(program)
+    offsets = {name: program.storage[name].offset for name in "tuv"}
+    assert offsets["u"] == offsets["t"]  # k1 reads each t[e] only to write u[e]
+    assert offsets["v"] != offsets["u"]  # k2 reads u[e] for v at another position
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    (y,), _ = run_program(program, [x])
+    np.testing.assert_allclose(y, -(np.exp(x) ** 2 + 1).T, rtol=1e-6)
+
+
 def _break(program: Program, kernel: int, **changes: object) -> Program:
     kernels = list(program.kernels)
     kernels[kernel] = replace(kernels[kernel], **changes)
