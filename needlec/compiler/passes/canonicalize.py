@@ -65,6 +65,23 @@ def _permute(rw: Rewriter, node: Node) -> Value | None:
     return None
 
 
+def _transposed_product(rw: Rewriter, node: Node) -> Value | None:
+    """(a @ b)^T -> b^T @ a^T when the permute swaps the last two axes and is the product's only reader."""
+    perm, product = list(node.attrs["perm"]), node.inputs[0]
+    inner = product.producer
+    rank = len(perm)
+    if (inner is None or inner.op != "matmul" or rank < 2 or perm != [*range(rank - 2), rank - 1, rank - 2]
+            or any(len(x.shape) < 2 for x in inner.inputs)):
+        return None
+    graph = rw.graph
+    readers = graph.users().get(id(product), [])
+    if readers != [node] or product in graph.outputs or any(v is product for _, v in graph.updates):
+        return None
+    a, b = inner.inputs
+    swap = [list(range(len(x.shape) - 2)) + [len(x.shape) - 1, len(x.shape) - 2] for x in (b, a)]
+    return rw.named_like_node(rw.add("matmul", rw.add("permute", b, perm=swap[0]), rw.add("permute", a, perm=swap[1])))
+
+
 def _full_slice(rw: Rewriter, node: Node) -> Value | None:
     x = node.inputs[0]
     full = x.shape == node.outputs[0].shape and all(s > 0 for s in node.attrs["steps"])
@@ -100,6 +117,9 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("reshape", _reshape_chain, "reshape of reshape is one reshape"),
     Pattern("broadcast_to", _same_shape, "a broadcast to the same shape does nothing"),
     Pattern("permute", _permute, "identity permutes vanish; chained permutes compose"),
+    Pattern("permute", _transposed_product, "packing reads a transposed operand at no cost, while a transposed "
+                                            "product is read strided by every consumer (a weight gradient by its "
+                                            "optimizer update)"),
     Pattern("slice", _full_slice, "a slice covering every element does nothing"),
     Pattern("copy", _copy_of_fresh, "a freshly computed value is already contiguous"),
     Pattern("pow", _small_power, "squares and cubes by multiplication vectorize where pow is a libm call per "
