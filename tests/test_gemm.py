@@ -56,8 +56,8 @@ def test_broadcast_batch_rows_flatten_into_one_row_index() -> None:
 def test_convolution_is_an_implicit_gemm_with_padding_guards() -> None:
     c = recognize(_lowered_kernel(_conv_graph((2, 5, 11, 9), (7, 5, 3, 3), pads=[1, 1, 1, 1])))
     assert c is not None
-    # images are a batch loop; output channels rows; output positions one column index; channels x taps depth
-    assert (c.m, c.n, c.k, len(c.batch)) == (7, 99, 45, 1) and c.guards
+    # output channels are rows; images and output positions the columns; channels x taps the depth
+    assert (c.m, c.n, c.k, len(c.batch)) == (7, 2 * 99, 45, 0) and c.guards
 
 
 @pytest.mark.parametrize("graph", [
@@ -105,6 +105,14 @@ def test_constant_weights_are_packed_at_compile_time() -> None:
     assert [n for n, s in program.storage.items() if s.kind is StorageKind.CONSTANT] == [packed.name]
     assert not any(isinstance(n, Store) and n.buffer == packed for n in walk(kernel))
     np.testing.assert_allclose(compiled(x), x.astype(np.float64) @ weight, rtol=1e-4, atol=1e-3)
+
+
+def test_a_reduction_too_deep_for_one_chunk_is_cut_inside() -> None:
+    c = recognize(_lowered_kernel(_conv_graph((2, 2, 20, 20), (9, 2, 17, 17), pads=[8, 8, 8, 8])))
+    assert c is not None and [loop.extent for loop in c.reduction] == [2, 17, 17]
+    p = plan(c, Target.named("cpu", "x86-64-v3"))
+    # 17 x 17 taps exceed MAX_KC: chunks are runs of kernel rows, the channel loop one iteration per chunk
+    assert (p.split, p.kc, p.chunks) == (1, p.chunk * 17, 2 * 17 // p.chunk) and p.kc <= MAX_KC
 
 
 def test_f16_products_take_one_chunk_so_partial_sums_stay_f32() -> None:
@@ -163,6 +171,7 @@ def test_products_at_tile_tails_match_float64(m: int, k: int, n: int) -> None:
 
 
 CONVS = [((1, 3, 17, 13), (8, 3, 5, 5), {"pads": [2, 1, 0, 2], "strides": [2, 1]}),
+         ((2, 2, 20, 20), (9, 2, 17, 17), {"pads": [8, 8, 8, 8]}),  # taps of a channel exceed a chunk: split rows
          ((2, 16, 10, 10), (20, 4, 3, 3), {"groups": 4, "pads": [1, 1, 1, 1]}),
          ((1, 30, 7, 7), (9, 30, 1, 1), {}),
          ((1, 64, 9, 9), (5, 64, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]})]

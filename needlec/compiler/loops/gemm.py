@@ -12,11 +12,12 @@ holding
 loops only ``y`` reads are the columns (the innermost output loop must be
 one of them), those only ``x`` reads the rows, the rest batch loops; ``k``
 runs over the reduction loops. Guards (a convolution's padding) may read
-columns, batch and reduction variables, never rows. Rows and columns each
-flatten into one index of the output (a convolution's (oh, ow) is one
-column index), so the output is ``C[base + rs * i + cs * j]``; output loops
-that do not (a convolution's images, outer loops only ``y`` reads) are
-batch loops too.
+columns, batch and reduction variables, never rows. Rows flatten into one
+index of the output (outer row loops that do not are batch loops); columns
+are one index over their loops in loop order, so a convolution is one GEMM
+over every image's output positions, its output channels the rows. The
+output is ``C[base + rs * i + cs * j]`` where the columns flatten, else
+each column loop's value is substituted.
 
 ``tile_contraction`` rewrites it the way BLIS and GotoBLAS do. The threads
 share *blocks*: of ``mc`` rows (each with every column), or, for a wide
@@ -28,7 +29,7 @@ once rather than once per thread):
     for batch:                           (serial)
       pack the operand the blocks share, whole: every chunk, in panels (parallel over panels)
       for block:                         (parallel)
-        for kb in K / KC:                (a chunk of the outermost reduction loop)
+        for kb in K / KC:                (a chunk: of the outermost reduction loop whose inner loops fit)
           pack the block's part of the split operand for chunk kb
           for each NR column panel of the block:
             for each MR row panel of the block:
@@ -59,7 +60,9 @@ accumulator dtype whenever there are several).
 
 Sizes come from the shapes and the target (no tuning): NR is two vectors of
 the accumulator dtype, MR 6 (12 with 32 vector registers), KC at most
-``MAX_KC`` and a divisor chunk of the outermost reduction loop, MC so that an
+``MAX_KC``: a divisor chunk of the outermost reduction loop whose inner
+loops fit, the loops outside it one iteration per chunk (a weight gradient
+sums over images x positions: chunks of rows of one image), MC so that an
 A block fits ``A_BLOCK_BYTES`` (half of a typical L2), NC so that a chunk of
 a B block fits ``B_BLOCK_BYTES``, and a multiple of ``MIN_BLOCKS`` blocks
 when the product is large enough for the threads.
@@ -186,16 +189,14 @@ def recognize(kernel: Kernel) -> Contraction | None:
     form = affine(store.index)
     if form is None:
         return None
-    count = 0  # the columns: the innermost output loops only y reads (a convolution's batch is not one)
-    while count < len(outer) and outer[-1 - count].var in y_vars - x_vars:
-        count += 1
-    cols = tuple(outer[len(outer) - count:])
+    # the columns: the output loops only y reads, the innermost among them (a convolution's images are columns
+    # too: one GEMM over every image's positions)
+    cols = tuple(loop for loop in outer if loop.var in y_vars - x_vars)
     rows = tuple(loop for loop in outer if loop.var in x_vars - y_vars)
     while rows and not _flattens(rows, form):  # outer row loops that do not flatten with the rest are batch
         rows = rows[1:]
     batch = tuple(loop for loop in outer if loop not in cols and loop not in rows)
-    if (not rows or not cols or any(loop.var in _vars(g) for g in guards for loop in rows)
-            or not _flattens(cols, form)):
+    if not rows or outer[-1] not in cols or any(loop.var in _vars(g) for g in guards for loop in rows):
         return None
     return Contraction(batch, rows, cols, tuple(reduction), tuple(guards), x, y, init.init.dtype, store.buffer,
                        store.index, store.value, acc.name)
@@ -204,12 +205,14 @@ def recognize(kernel: Kernel) -> Contraction | None:
 @dataclass(frozen=True)
 class GemmPlan:
     """The block sizes of one contraction: register tile ``mr x nr``, reduction chunks of ``chunk`` iterations of
-    the outermost reduction loop (``kc`` of the flattened reduction), and the blocks the threads share: along the
+    reduction loop ``split`` (``kc`` of the flattened reduction: the loops inside ``split`` run whole in each chunk,
+    those outside it one iteration per chunk), and the blocks the threads share: along the
     rows (``split_columns`` False: ``blocks`` blocks of ``mc`` rows, every column panel each) or along the columns
     (True: ``blocks`` blocks of ``nc`` column panels, every row each; ``mc`` is then all rows)."""
 
     mr: int
     nr: int
+    split: int
     chunk: int
     kc: int
     chunks: int
@@ -238,13 +241,17 @@ def plan(c: Contraction, target: Target) -> GemmPlan:
     lanes = max(target.vector_bits // (8 * c.work.itemsize), 1)
     nr = 2 * lanes
     mr = 12 if target.vector_bits >= 512 else 6
-    outer, inner = c.reduction[0].extent, math.prod(loop.extent for loop in c.reduction[1:])
-    chunk = outer
+    extents = [loop.extent for loop in c.reduction]
+    split, chunk = 0, extents[0]  # one chunk: the whole reduction
     if c.out.dtype is c.work:  # why: partial sums live in C between chunks, so C must hold the accumulator dtype
-        fits = [d for d in range(1, outer + 1) if outer % d == 0 and d * inner <= MAX_KC]
-        if fits and max(fits) * inner >= MAX_KC // 4:
-            chunk = max(fits)
-    kc = chunk * inner
+        # the outermost loop whose inner loops fit a chunk, cut into the largest divisor chunk that fits
+        split = next(i for i in range(len(extents)) if math.prod(extents[i + 1:]) <= MAX_KC)
+        inner = math.prod(extents[split + 1:])
+        chunk = max(d for d in range(1, extents[split] + 1) if extents[split] % d == 0 and d * inner <= MAX_KC)
+        if split == 0 and chunk * inner < MAX_KC // 4:  # why: an awkward depth (a prime) takes one chunk
+            chunk = extents[0]
+    kc = chunk * math.prod(extents[split + 1:])
+    chunks = math.prod(extents[:split]) * (extents[split] // chunk)
     large = c.m * c.n * c.k >= PARALLEL_MIN_FLOPS
     row_panels, col_panels = -(-c.m // mr), -(-c.n // nr)
     panel_bytes = kc * c.work.itemsize
@@ -253,10 +260,10 @@ def plan(c: Contraction, target: Target) -> GemmPlan:
     if c.n > c.m and row_panels * mr * panel_bytes <= A_BLOCK_BYTES:
         blocks = _blocks(col_panels, B_BLOCK_BYTES // (nr * panel_bytes), large)
         nc = -(-col_panels // blocks)
-        return GemmPlan(mr, nr, chunk, kc, outer // chunk, True, row_panels * mr, nc, -(-col_panels // nc))
+        return GemmPlan(mr, nr, split, chunk, kc, chunks, True, row_panels * mr, nc, -(-col_panels // nc))
     blocks = _blocks(row_panels, A_BLOCK_BYTES // (mr * panel_bytes), large)
     mc = -(-row_panels // blocks) * mr
-    return GemmPlan(mr, nr, chunk, kc, outer // chunk, False, mc, col_panels, -(-row_panels // (mc // mr)))
+    return GemmPlan(mr, nr, split, chunk, kc, chunks, False, mc, col_panels, -(-row_panels // (mc // mr)))
 
 
 def _unflatten(loops: tuple[Loop, ...], flat: Expr) -> dict[str, Expr]:
@@ -310,28 +317,36 @@ class _Tiler:
         self.tile = Buffer(f"{kernel.name}_tile", c.work, p.blocks * p.mc * p.nr)
         form = affine(c.out_index)
         assert form is not None
-        self.row_stride, self.col_stride = form[c.rows[-1].var], form[c.cols[-1].var]
+        self.row_stride = form[c.rows[-1].var]
+        self.col_stride = form[c.cols[-1].var] if _flattens(c.cols, form) else None
         self.out_base = substitute(c.out_index, {loop.var: Const(0) for loop in (*c.rows, *c.cols)})
 
     def fresh(self, hint: str) -> str:
         return f"{hint}_{next(self.names)}"
 
     def chunk_loops(self, kb: Expr, leaf: Callable[[dict[str, Expr], Expr], list[Stmt]]) -> list[Stmt]:
-        """The reduction loops of chunk ``kb`` around ``leaf(mapping, kk)``: the outermost loop runs ``chunk``
-        iterations from ``kb * chunk``; ``kk`` is the flattened index within the chunk."""
+        """The reduction loops of chunk ``kb`` around ``leaf(mapping, kk)``: loop ``split`` runs ``chunk``
+        iterations, the loops inside it whole, those outside it at the chunk's position; ``kk`` is the flattened
+        index within the chunk."""
         c, p = self.c, self.p
-        loops = [(self.fresh("k"), loop) for loop in c.reduction]
+        outside, at, inside = c.reduction[:p.split], c.reduction[p.split], c.reduction[p.split + 1:]
+        per_loop = at.extent // p.chunk  # chunks along loop ``split``
         mapping: dict[str, Expr] = {}
+        position = Binary("div", kb, Const(per_loop)) if per_loop > 1 else kb
+        for loop in reversed(outside):
+            mapping[loop.var] = Binary("mod", position, Const(loop.extent)) if loop is not outside[0] else position
+            position = Binary("div", position, Const(loop.extent))
+        offset = Binary("mod", kb, Const(per_loop)) if outside and per_loop > 1 else kb if per_loop > 1 else Const(0)
+        loops = [(self.fresh("k"), at, p.chunk), *((self.fresh("k"), loop, loop.extent) for loop in inside)]
         kk: Expr = Const(0)
         stride = p.kc
-        for position, (name, loop) in enumerate(loops):
-            extent = p.chunk if position == 0 else loop.extent
+        for name, loop, extent in loops:
             stride //= extent
-            mapping[loop.var] = add(mul(kb, Const(p.chunk)), Var(name)) if position == 0 else Var(name)
+            mapping[loop.var] = add(mul(offset, Const(p.chunk)), Var(name)) if loop is at else Var(name)
             kk = add(kk, mul(Var(name), Const(stride)))
         stmts = leaf(mapping, kk)
-        for position, (name, loop) in reversed(list(enumerate(loops))):
-            stmts = [Loop(name, p.chunk if position == 0 else loop.extent, tuple(stmts))]
+        for name, _, extent in reversed(loops):
+            stmts = [Loop(name, extent, tuple(stmts))]
         return stmts
 
     def packed_store(self, buffer: Buffer, index: Expr, value: Expr, valid: list[Expr]) -> Stmt:
@@ -446,6 +461,13 @@ class _Tiler:
         at = substitute(c.finish, {**_unflatten(c.rows, row), **_unflatten(c.cols, col)})
         return map_exprs(at, lambda e: value if e == acc else e)
 
+    def out_index(self, row: Expr, col: Expr) -> Expr:
+        """C's index of output (``row``, ``col``): strided when the columns flatten into one index of C, else
+        each column loop's value (images and positions of a convolution) substituted."""
+        if self.col_stride is not None:
+            return add(add(self.out_base, mul(row, Const(self.row_stride))), mul(col, Const(self.col_stride)))
+        return substitute(self.c.out_index, {**_unflatten(self.c.rows, row), **_unflatten(self.c.cols, col)})
+
     def copy_out(self, kb: Expr, first_row: Expr, strips: Expr, q: Expr) -> list[Stmt]:
         """The strip of column panel ``q`` (rows from ``first_row``, at strip offset ``strips``) into C: rows past
         the last left out, only the last panel's own columns (no guard per element), added to the partial sums of
@@ -457,7 +479,7 @@ class _Tiler:
             r_var, j_var = self.fresh("r"), self.fresh("j")
             row = add(first_row, Var(r_var))
             col = add(mul(q, Const(p.nr)), Var(j_var))
-            index = add(add(self.out_base, mul(row, Const(self.row_stride))), mul(col, Const(self.col_stride)))
+            index = self.out_index(row, col)
             tile_index = add(add(mul(strips, Const(p.mr * p.nr)), mul(Var(r_var), Const(p.nr))), Var(j_var))
             value: Expr = Load(self.tile, tile_index)
             if p.chunks > 1:
