@@ -190,8 +190,9 @@ def recognize(kernel: Kernel) -> Contraction | None:
     if form is None:
         return None
     # the columns: the output loops only y reads, the innermost among them (a convolution's images are columns
-    # too: one GEMM over every image's positions)
-    cols = tuple(loop for loop in outer if loop.var in y_vars - x_vars)
+    # too: one GEMM over every image's positions; a loop of one iteration stays a batch loop, so the columns
+    # of one image still flatten)
+    cols = tuple(loop for loop in outer if loop.var in y_vars - x_vars and (loop.extent > 1 or loop is outer[-1]))
     rows = tuple(loop for loop in outer if loop.var in x_vars - y_vars)
     while rows and not _flattens(rows, form):  # outer row loops that do not flatten with the rest are batch
         rows = rows[1:]
