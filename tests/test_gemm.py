@@ -115,6 +115,18 @@ def test_a_reduction_too_deep_for_one_chunk_is_cut_inside() -> None:
     assert (p.split, p.kc, p.chunks) == (1, p.chunk * 17, 2 * 17 // p.chunk) and p.kc <= MAX_KC
 
 
+def test_pointwise_convolutions_pack_their_columns_as_one_index() -> None:
+    from needlec.compiler.loops.ir import Binary
+
+    def mods(graph: Graph) -> int:
+        compiled = needlec.compile(graph, progress=False)
+        return sum(1 for k in compiled.program.kernels for n in walk(k) if isinstance(n, Binary) and n.op == "mod")
+
+    # a 1 x 1 convolution at stride 1 reads input position oh * W + ow for output oh * W + ow: a contiguous pack
+    assert mods(_conv_graph((1, 30, 7, 7), (9, 30, 1, 1))) == 0
+    assert mods(_conv_graph((1, 30, 7, 7), (9, 30, 1, 1), strides=[2, 2])) > 0  # strided: per-column positions
+
+
 def test_f16_products_take_one_chunk_so_partial_sums_stay_f32() -> None:
     c = recognize(_lowered_kernel(_matmul_graph((9, 600), (600, 33), DType.F16)))
     assert c is not None and c.work is DType.F32

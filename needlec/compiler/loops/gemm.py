@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING
 
 from needlec.compiler.ir.dtypes import DType
 from needlec.compiler.loops.builder import add, all_of, cast, mul
-from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Const, Expr, If, Kernel, Load, Local, LocalRef,
+from needlec.compiler.loops.ir import (Assign, Binary, Buffer, Cast, Const, Expr, If, Kernel, Load, Local, LocalRef,
                                        Loop, LoopKind, Select, Stmt, Store, Var)
 from needlec.compiler.loops.transforms import affine, iterations_disjoint, map_exprs, substitute, walk
 
@@ -318,6 +318,7 @@ class _Tiler:
         self.tile = Buffer(f"{kernel.name}_tile", c.work, p.blocks * p.mc * p.nr)
         form = affine(c.out_index)
         assert form is not None
+        self.flat_b = _reads_flat(c.b, c.cols) and not c.guards
         self.row_stride = form[c.rows[-1].var]
         self.col_stride = form[c.cols[-1].var] if _flattens(c.cols, form) else None
         self.out_base = substitute(c.out_index, {loop.var: Const(0) for loop in (*c.rows, *c.cols)})
@@ -401,7 +402,9 @@ class _Tiler:
         col = add(mul(q, Const(p.nr)), Var(j))
         columns = _unflatten(c.cols, col)
         position: list[Stmt] = []
-        if len(c.cols) > 1:  # why: a column's output position (div / mod) is computed once, not once per depth step
+        if self.flat_b:  # why: B at column ``col`` is B at the innermost column loop's ``col``, the others at 0
+            columns = {loop.var: col if loop is c.cols[-1] else Const(0) for loop in c.cols}
+        elif len(c.cols) > 1:  # why: a column's output position (div / mod) is computed once, not per depth step
             names = {var: self.fresh(var) for var in columns}
             position = [Local(names[var], value) for var, value in columns.items()]
             columns = {var: LocalRef(name, DType.I64) for var, name in names.items()}
@@ -544,6 +547,16 @@ class _Tiler:
         head = [*(self.pack_whole("a", head=True) if self.invariant_a else []),
                 *(self.pack_whole("b", head=True) if self.invariant_b else [])]
         return [*head, *stmts]
+
+
+def _reads_flat(e: Expr, cols: tuple[Loop, ...]) -> bool:
+    """Whether ``e`` (an operand: a load, maybe cast) reads its columns as one row-major index: a 1 x 1 convolution
+    at stride 1 reads input position oh * W + ow for output position oh * W + ow."""
+    load = e.x if isinstance(e, Cast) else e
+    if not isinstance(load, Load) or (_vars(e) - _vars(load.index)):
+        return False
+    form = affine(load.index)
+    return form is not None and _flattens(cols, form)
 
 
 def _reads_only(e: Expr, invariant: frozenset[str], batch: tuple[Loop, ...]) -> bool:
