@@ -83,6 +83,17 @@ def walk(node: Node | Kernel | Sequence[Stmt]) -> Iterator[Node]:
         stack.extend(reversed(tuple(children(current))))
 
 
+def statements(stmts: Sequence[Stmt]) -> Iterator[Stmt]:
+    """Every statement under ``stmts`` (loop and ``if`` bodies included), pre-order, without walking expressions:
+    cheaper than ``walk`` where only statements matter (stores are never inside expressions)."""
+    for stmt in stmts:
+        yield stmt
+        if isinstance(stmt, Loop):
+            yield from statements(stmt.body)
+        elif isinstance(stmt, If):
+            yield from statements(stmt.then + stmt.orelse)
+
+
 def _map(node: T, on_expr: Callable[[Expr], Expr], on_stmt: Callable[[Stmt], Sequence[Stmt]]) -> T:
     """Rebuild ``node`` bottom-up: children first, then ``on_expr``/``on_stmt`` on the rebuilt node.
 
@@ -261,12 +272,12 @@ Bound = tuple[dict[str, int], int]
 def _accesses(body: tuple[Stmt, ...], guards: tuple[Expr, ...]) -> Iterator[tuple[Load | Store, tuple[Expr, ...]]]:
     """Every load and store under ``body`` with the ``If`` conditions known to hold where it runs."""
     for stmt in body:
-        for f in fields(stmt):  # type: ignore[arg-type]
-            value = getattr(stmt, f.name)
+        for name in _field_names(stmt):
+            value = getattr(stmt, name)
             if isinstance(value, Expr):
                 yield from ((n, guards) for n in walk(value) if isinstance(n, Load))
             elif _is_body(value):
-                inside = guards + (stmt.cond,) if isinstance(stmt, If) and f.name == "then" else guards
+                inside = guards + (stmt.cond,) if isinstance(stmt, If) and name == "then" else guards
                 yield from _accesses(value, inside)
         if isinstance(stmt, Store):
             yield stmt, guards

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from needlec.compiler.loops.ir import If, Kernel, Load, Loop, Program, Stmt, Store
-from needlec.compiler.loops.transforms import walk
+from needlec.compiler.loops.transforms import statements, walk
 
 if TYPE_CHECKING:
     from needlec.compiler.target import Target
@@ -32,21 +32,11 @@ ALIGN = 64  # bytes, without a target: a cache line, and the widest (AVX-512) ve
 
 def _stores(stmts: tuple[Stmt, ...]) -> list[Store] | None:
     """The stores of a body of loops, ifs (on loop variables) and stores; None when it has other statements."""
-    found: list[Store] = []
-    for stmt in stmts:
-        if isinstance(stmt, Store):
-            found.append(stmt)
-            continue
-        if isinstance(stmt, Loop):
-            inner = _stores(stmt.body)
-        elif isinstance(stmt, If) and not any(isinstance(n, Load) for n in walk(stmt.cond)):
-            inner = _stores(stmt.then + stmt.orelse)
-        else:
-            return None
-        if inner is None:
-            return None
-        found += inner
-    return found
+    found = list(statements(stmts))
+    loaded_conditions = (s for s in found if isinstance(s, If) and any(isinstance(n, Load) for n in walk(s.cond)))
+    if any(not isinstance(s, (Loop, If, Store)) for s in found) or any(loaded_conditions):
+        return None
+    return [s for s in found if isinstance(s, Store)]
 
 
 def _in_place(kernel: Kernel, source: str, result: str) -> bool:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from needlec.compiler.loops.interpreter import run_statements
-from needlec.compiler.loops.ir import If, Kernel, Load, Loop, Program, Stmt, Storage, StorageKind, Store
-from needlec.compiler.loops.transforms import walk
+from needlec.compiler.loops.ir import Kernel, Load, Program, Stmt, Storage, StorageKind, Store
+from needlec.compiler.loops.transforms import statements, walk
 
 if TYPE_CHECKING:
     from needlec.compiler.target import Target
@@ -33,16 +33,8 @@ def _loaded(node: Stmt | tuple[Stmt, ...]) -> set[str]:
 
 
 def _stored(stmts: tuple[Stmt, ...]) -> set[str]:
-    """The buffers ``stmts`` store to (a walk of the statements alone: stores are never inside expressions)."""
-    found: set[str] = set()
-    for stmt in stmts:
-        if isinstance(stmt, Store):
-            found.add(stmt.buffer.name)
-        elif isinstance(stmt, Loop):
-            found |= _stored(stmt.body)
-        elif isinstance(stmt, If):
-            found |= _stored(stmt.then) | _stored(stmt.orelse)
-    return found
+    """The buffers ``stmts`` store to."""
+    return {s.buffer.name for s in statements(stmts) if isinstance(s, Store)}
 
 
 def _foldable_head(kernel: Kernel, program: Program, constants: set[str], owners: dict[str, int]) -> int:
